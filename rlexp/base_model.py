@@ -1,0 +1,116 @@
+"""The RL base model: a fresh or loaded model, and the SFT checkpoint cached by config hash.
+
+RL runs start from ``<cache_dir>/sft/<key>``; ``key`` hashes every setting that shapes the SFT
+model (model architecture, task, ``sft:`` section), so changing any of them trains a new base,
+and runs that share them (other seeds, other RL algorithms) reuse one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from rlexp.checkpoint import atomic_dir, commit_dir
+from rlexp.evaluation import evaluate
+from rlexp.models.load import load_policy
+from rlexp.models.tiny import build_tiny_llama
+from rlexp.models.tokenizer import build_char_tokenizer
+from rlexp.sft import train_sft
+from rlexp.tasks.base import Task
+
+SFT_FORMAT_VERSION = 1  # bump when the SFT recipe's code changes what it produces
+
+
+def sft_key(cfg: DictConfig) -> str:
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model.pop("sft_first", None)
+    payload = {
+        "version": SFT_FORMAT_VERSION,
+        "model": model,
+        "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "sft": OmegaConf.to_container(cfg.sft, resolve=True),
+    }
+    digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{cfg.model.name}-{cfg.task.name}-{digest}"
+
+
+def init_model(cfg: DictConfig, device: torch.device, dtype: torch.dtype):
+    """The model before any training: built from ``model=tiny``, or loaded from ``model.path``."""
+    if cfg.model.name == "tiny":
+        tokenizer = build_char_tokenizer()
+        m = cfg.model
+        model = build_tiny_llama(
+            tokenizer,
+            hidden_size=m.hidden_size,
+            num_layers=m.num_layers,
+            num_heads=m.num_heads,
+            intermediate_size=m.intermediate_size,
+            max_position_embeddings=m.max_position_embeddings,
+            seed=m.init_seed,
+        )
+        return model.to(device=device, dtype=dtype), tokenizer
+    return load_policy(cfg.model.path, device, dtype)
+
+
+def sft_stage(
+    cfg: DictConfig, task: Task, device: torch.device, dtype: torch.dtype, log
+) -> tuple[Any, Any, dict]:
+    """Train the base model by SFT from scratch (``model=tiny``) or from ``model.path``."""
+    model, tokenizer = init_model(cfg, device, dtype)
+    torch.manual_seed(cfg.sft.seed)
+    e = cfg.eval
+
+    def sft_eval() -> dict[str, float]:
+        return evaluate(
+            model,
+            tokenizer,
+            task,
+            task.test[: e.n_problems],
+            n_samples=e.n_samples,
+            temperature=e.temperature,
+            top_p=e.top_p,
+            max_new_tokens=e.max_new_tokens or cfg.rollout.max_new_tokens,
+            greedy=e.greedy,
+            batch_size=e.batch_size,
+            seed=cfg.sft.seed,
+            prefix="sft",
+        )
+
+    final = train_sft(
+        model, tokenizer, task.train, task.test, cfg.sft, device, log, evaluate=sft_eval
+    )
+    return model, tokenizer, final
+
+
+def ensure_sft_base(
+    cfg: DictConfig, task: Task, device: torch.device, dtype: torch.dtype, logger, run_dir: Path
+) -> Path:
+    """Path of the cached SFT base for this config, training and caching it first if missing.
+
+    The SFT curve is kept with the checkpoint (``sft_metrics.jsonl``) and copied into the run
+    directory, so every RL run shows the base it started from.
+    """
+    target = Path(cfg.cache_dir) / "sft" / sft_key(cfg)
+    if (target / "config.json").exists():
+        shutil.copy(target / "sft_metrics.jsonl", run_dir / "sft_metrics.jsonl")
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model, tokenizer, _ = sft_stage(
+        cfg, task, device, dtype, lambda row: logger.log(row, "sft_metrics.jsonl")
+    )
+    tmp = atomic_dir(target)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    shutil.copy(run_dir / "sft_metrics.jsonl", tmp / "sft_metrics.jsonl")
+    OmegaConf.save(OmegaConf.masked_copy(cfg, ["model", "task", "sft"]), tmp / "sft_config.yaml")
+    if (target / "config.json").exists():  # a concurrent job finished the same base first
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        commit_dir(tmp, target)
+    return target

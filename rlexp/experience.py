@@ -1,0 +1,204 @@
+"""One rollout batch: sample completions, score them, and attach everything the update needs.
+
+Shapes: B = prompts_per_step × group_size samples, P = padded prompt length, T = longest
+completion. Samples of one prompt share a ``group_ids`` entry; groups are always formed by id.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
+
+import torch
+from torch import Tensor
+
+from rlexp.advantages import ADVANTAGES, AdvantageInputs, gae
+from rlexp.data import decode_completions, encode_prompts
+from rlexp.kl import kl_estimate
+from rlexp.logprobs import build_attention_inputs, completion_logprobs
+from rlexp.rewards import is_correct, score_components, weighted_sum
+from rlexp.rollout import sample
+from rlexp.tasks.base import Problem, Task
+
+
+@dataclass
+class RolloutBatch:
+    prompt_ids: Tensor  # [B, P] left-padded
+    prompt_mask: Tensor  # [B, P]
+    completion_ids: Tensor  # [B, T] right-padded
+    completion_mask: Tensor  # [B, T] 1 on real tokens incl. EOS
+    old_logp: Tensor  # [B, T] behaviour log-probs (rollout temperature)
+    group_ids: Tensor  # [B] long
+    scores: Tensor  # [B] outcome reward
+    correct: Tensor  # [B] bool, the task's verifier
+    truncated: Tensor  # [B] bool, no EOS within max_new_tokens
+    token_rewards: Tensor  # [B, T] outcome on the last real token (+ KL penalty if in reward)
+    ref_logp: Tensor | None = None  # [B, T] frozen reference
+    values: Tensor | None = None  # [B, T] critic V(s_t) at rollout time
+    advantages: Tensor | None = None  # [B, T]
+    returns: Tensor | None = None  # [B, T] value targets
+
+    def __len__(self) -> int:
+        return self.completion_ids.shape[0]
+
+    def select(self, index: Tensor) -> RolloutBatch:
+        """The samples at ``index`` (a minibatch), every per-sample tensor indexed alike."""
+        return replace(
+            self,
+            **{
+                f.name: getattr(self, f.name)[index]
+                for f in fields(self)
+                if getattr(self, f.name) is not None
+            },
+        )
+
+
+def last_token_rewards(scores: Tensor, mask: Tensor) -> Tensor:
+    """``[B, T]`` zeros with each score on its sequence's last real token."""
+    out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
+    last = (mask.sum(1) - 1).clamp(min=0).long()
+    out[torch.arange(len(scores), device=mask.device), last] = scores.float()
+    return out * mask
+
+
+@torch.no_grad()
+def critic_values(critic, batch_like) -> Tensor:
+    """V(s_t) for each completion token t: the value at the position that predicts token t."""
+    ids, attn, pos = build_attention_inputs(
+        batch_like.prompt_ids,
+        batch_like.prompt_mask,
+        batch_like.completion_ids,
+        batch_like.completion_mask,
+    )
+    p, t = batch_like.prompt_ids.shape[1], batch_like.completion_ids.shape[1]
+    return critic(ids, attn, pos)[:, p - 1 : p + t - 1].float() * batch_like.completion_mask
+
+
+def collect(
+    policy,
+    tokenizer,
+    task: Task,
+    problems: Sequence[Problem],
+    group_ids: Tensor,
+    *,
+    reward_weights: dict[str, float],
+    rollout_cfg,
+    generator: torch.Generator,
+    ref_model=None,
+    critic=None,
+) -> tuple[RolloutBatch, dict[str, float]]:
+    """Sample one completion per entry of ``problems`` (each prompt repeated group_size times),
+    score it, and compute reference log-probs and values; returns the batch and rollout stats."""
+    device = next(policy.parameters()).device
+    t0 = time.perf_counter()
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, [p.prompt for p in problems], device)
+    policy.eval()
+    out = sample(
+        policy,
+        prompt_ids,
+        prompt_mask,
+        max_new_tokens=rollout_cfg.max_new_tokens,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        temperature=rollout_cfg.temperature,
+        top_p=rollout_cfg.top_p,
+        generator=generator,
+    )
+    t_gen = time.perf_counter() - t0
+    mask = out.completion_mask.float()
+    texts = decode_completions(tokenizer, out.completion_ids, out.completion_mask)
+    components = score_components(texts, problems, task, reward_weights)
+    scores = torch.tensor(
+        weighted_sum(components, reward_weights), dtype=torch.float32, device=device
+    )
+    correct = torch.tensor(is_correct(texts, problems, task), device=device)
+    batch = RolloutBatch(
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        completion_ids=out.completion_ids,
+        completion_mask=mask,
+        old_logp=out.logp.float(),
+        group_ids=group_ids.to(device),
+        scores=scores,
+        correct=correct,
+        truncated=out.truncated,
+        token_rewards=last_token_rewards(scores, mask),
+    )
+    t1 = time.perf_counter()
+    if ref_model is not None:
+        batch.ref_logp = completion_logprobs(
+            ref_model,
+            prompt_ids,
+            prompt_mask,
+            out.completion_ids,
+            mask,
+            temperature=rollout_cfg.temperature,
+        ).float()
+    if critic is not None:
+        batch.values = critic_values(critic, batch)
+    stats = {f"train/reward_{k}": sum(v) / len(v) for k, v in components.items()}
+    stats |= {
+        "time/generation": t_gen,
+        "time/logprob_passes": time.perf_counter() - t1,
+        "train/tokens_per_s": float(mask.sum()) / max(t_gen, 1e-9),
+        "train/generated_tokens": float(mask.sum()),
+    }
+    return batch, stats
+
+
+def add_kl_penalty(batch: RolloutBatch, coef: float, estimator: str) -> None:
+    """PPO-style shaping: r_t ← r_t − β·KL_t on every real token (theory.md §1)."""
+    kl = torch.where(
+        batch.completion_mask > 0, kl_estimate(batch.old_logp, batch.ref_logp, estimator), 0.0
+    )
+    batch.token_rewards = batch.token_rewards - coef * kl
+
+
+def compute_advantages(batch: RolloutBatch, adv_cfg: dict, critic_lam: float | None) -> None:
+    """Fill ``batch.advantages`` and ``batch.returns`` with the configured estimator; with a
+    critic and ``critic_lam`` set, the value targets use their own λ."""
+    name, params = adv_cfg["name"], {k: v for k, v in adv_cfg.items() if k != "name"}
+    inputs = AdvantageInputs(
+        token_rewards=batch.token_rewards,
+        scores=batch.scores,
+        mask=batch.completion_mask,
+        group_ids=batch.group_ids,
+        values=batch.values,
+    )
+    batch.advantages, batch.returns = ADVANTAGES.get(name)(inputs, **params)
+    if batch.values is not None and critic_lam is not None:
+        _, batch.returns = gae(
+            batch.token_rewards,
+            batch.values,
+            batch.completion_mask,
+            params.get("gamma", 1.0),
+            critic_lam,
+        )
+
+
+def rollout_stats(batch: RolloutBatch) -> dict[str, float]:
+    """Reward, accuracy, zero-variance groups, lengths, advantages of one batch."""
+    lengths = batch.completion_mask.sum(1)
+    ids = batch.group_ids
+    _, inverse = torch.unique(ids, return_inverse=True)
+    n_groups = int(inverse.max()) + 1
+    lo = torch.full((n_groups,), float("inf"), device=ids.device).scatter_reduce(
+        0, inverse, batch.scores, "amin"
+    )
+    hi = torch.full((n_groups,), float("-inf"), device=ids.device).scatter_reduce(
+        0, inverse, batch.scores, "amax"
+    )
+    real = batch.completion_mask > 0
+    adv = batch.advantages[real] if batch.advantages is not None else torch.zeros(1)
+    return {
+        "train/reward_mean": float(batch.scores.mean()),
+        "train/reward_std": float(batch.scores.std()) if len(batch) > 1 else 0.0,
+        "train/accuracy": float(batch.correct.float().mean()),
+        "train/zero_var_group_frac": float((hi - lo <= 1e-6).float().mean()),
+        "train/response_length_mean": float(lengths.mean()),
+        "train/response_length_max": float(lengths.max()),
+        "train/truncated_frac": float(batch.truncated.float().mean()),
+        "adv/mean": float(adv.mean()),
+        "adv/std": float(adv.std()) if adv.numel() > 1 else 0.0,
+    }

@@ -1,0 +1,47 @@
+"""The critic: the policy's backbone with a scalar value head, initialised from the policy."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import AutoModel
+
+
+class ValueModel(nn.Module):
+    """V(s_t) for every position: ``forward(...) -> [B, L]``."""
+
+    def __init__(self, backbone: nn.Module, hidden_size: int) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_policy(cls, policy: nn.Module) -> ValueModel:
+        backbone = copy.deepcopy(policy.base_model)
+        model = cls(backbone, policy.config.hidden_size)
+        return model.to(next(policy.parameters()).device)
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, position_ids: Tensor) -> Tensor:
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state
+        return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        path = Path(path)
+        self.backbone.save_pretrained(path)
+        save_file(self.head.state_dict(), str(path / "value_head.safetensors"))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: torch.device) -> ValueModel:
+        path = Path(path)
+        backbone = AutoModel.from_pretrained(path, local_files_only=True)
+        model = cls(backbone, backbone.config.hidden_size)
+        model.head.load_state_dict(load_file(str(path / "value_head.safetensors")))
+        return model.to(device)

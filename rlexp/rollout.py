@@ -1,0 +1,359 @@
+"""Batched sampling with a KV cache: prompts ``[B, P]`` → completions ``[B, T]``.
+
+Two decoders share one sampling loop (one forward per generated position for the whole batch):
+
+* ``"fast"``: for Llama-family models (``LlamaForCausalLM``, ``Qwen2ForCausalLM``) a hand-written
+  decode step on the HF module's own weights, with a preallocated KV cache and a handful of ops
+  per layer. At small sizes a decode step is pure framework overhead, which this removes.
+* ``"generic"``: the HF forward with a ``DynamicCache``, for any causal LM.
+
+``backend="auto"`` picks ``"fast"`` when :func:`fast_path_supported`, unless the environment
+variable ``RLEXP_SAMPLER_BACKEND`` names a backend.
+
+Behaviour log-probs: ``logp`` is the log-prob of each sampled token under the temperature-scaled,
+UN-truncated distribution ``softmax(logits / temperature)``, i.e. exactly what
+``completion_logprobs(..., temperature)`` recomputes. With ``top_p < 1`` tokens are drawn from the
+nucleus-truncated distribution, but ``logp`` stays the full one (so importance ratios against the
+training forward are consistent). Greedy decoding reports ``logp`` at temperature 1.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformers import DynamicCache, LlamaForCausalLM, Qwen2ForCausalLM
+
+from rlexp.logprobs import position_ids_from_mask
+
+BACKEND_ENV = "RLEXP_SAMPLER_BACKEND"
+_STATIC_ROPE = ("default", "linear", "llama3", "yarn")  # inv_freq fixed at init
+
+
+@dataclass
+class Samples:
+    """Sampled completions; all ``[B, T]`` tensors are right-padded to the longest completion."""
+
+    completion_ids: Tensor  # [B, T] right-padded with pad_token_id
+    completion_mask: Tensor  # [B, T] 1 on real tokens incl. the EOS, 0 after it
+    logp: Tensor  # [B, T] behaviour log-probs of the sampled tokens, 0 on padding
+    truncated: Tensor  # [B] bool, hit max_new_tokens without EOS
+
+
+class _Decoder(Protocol):
+    def prefill(self) -> Tensor: ...  # next-token logits [B, V]
+
+    def step(self, tokens: Tensor, t: int) -> Tensor: ...  # feed generated token t [B] → [B, V]
+
+
+# --------------------------------------------------------------------------- sampling
+
+
+def next_tokens(
+    logits: Tensor,
+    *,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Draw one token per row from logits ``[B, V]``; returns ``(tokens [B], logp [B])``.
+
+    ``logp`` is under ``softmax(logits / temperature)`` (temperature 1 when greedy), never the
+    nucleus-truncated distribution. Sampling inverts the CDF with one uniform per row.
+    """
+    if greedy:
+        tokens = logits.argmax(-1)
+        return tokens, logits.log_softmax(-1).gather(1, tokens[:, None]).squeeze(1)
+    logprobs = (logits / temperature if temperature != 1.0 else logits).log_softmax(-1)
+    probs = logprobs.exp()
+    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(-1, descending=True)
+        keep = sorted_p.cumsum(-1) - sorted_p < top_p  # mass before the token < top_p
+        cdf = sorted_p.where(keep, 0.0).cumsum(-1)
+        idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
+        idx = torch.minimum(idx, keep.sum(-1, keepdim=True) - 1)
+        tokens = order.gather(1, idx).squeeze(1)
+    else:
+        cdf = probs.cumsum(-1)
+        idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)
+        tokens = idx.clamp_max(probs.shape[1] - 1).squeeze(1)
+    return tokens, logprobs.gather(1, tokens[:, None]).squeeze(1)
+
+
+def _finish(tokens: Tensor, logp: Tensor, eos: Tensor, pad_token_id: int) -> Samples:
+    """Mask everything after each row's first EOS; tokens, logp ``[B, T]``."""
+    is_eos = torch.isin(tokens, eos)
+    eos_before = (is_eos.long().cumsum(1) - is_eos.long()) > 0
+    mask = ~eos_before
+    return Samples(
+        completion_ids=tokens.where(mask, pad_token_id),
+        completion_mask=mask.long(),
+        logp=logp.where(mask, 0.0),
+        truncated=~is_eos.any(1),
+    )
+
+
+# --------------------------------------------------------------------------- generic decoder
+
+
+class _GenericDecoder:
+    """Any HF causal LM: its own forward with a ``DynamicCache``."""
+
+    def __init__(self, model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, max_new: int):
+        B = prompt_ids.shape[0]
+        self.model, self.prompt_ids, self.prompt_mask = model, prompt_ids, prompt_mask.long()
+        self.cache = DynamicCache(config=model.config)
+        ones = self.prompt_mask.new_ones(B, max_new)
+        self.mask = torch.cat([self.prompt_mask, ones], dim=1)  # [B, P + max_new]
+        self.next_pos = self.prompt_mask.sum(1, keepdim=True)  # [B, 1] position of token 0
+
+    def prefill(self) -> Tensor:
+        out = self.model(
+            input_ids=self.prompt_ids,
+            attention_mask=self.prompt_mask,
+            position_ids=position_ids_from_mask(self.prompt_mask),
+            cache=self.cache,
+            use_cache=True,
+        )
+        return out.logits[:, -1].float()
+
+    def step(self, tokens: Tensor, t: int) -> Tensor:
+        P = self.prompt_ids.shape[1]
+        out = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=self.mask[:, : P + t + 1],
+            position_ids=self.next_pos + t,
+            cache=self.cache,
+            use_cache=True,
+        )
+        return out.logits[:, -1].float()
+
+
+# --------------------------------------------------------------------------- fast Llama path
+
+
+def fast_path_supported(model: nn.Module) -> bool:
+    """True for Llama / Qwen2 causal LMs whose config the fast decoder reproduces exactly."""
+    if not isinstance(model, (LlamaForCausalLM, Qwen2ForCausalLM)):
+        return False
+    cfg = model.config
+    rope = getattr(model.model.rotary_emb, "rope_type", "default")
+    layer_types = getattr(cfg, "layer_types", None) or ["full_attention"]
+    return (
+        cfg.hidden_act == "silu"
+        and rope in _STATIC_ROPE
+        and all(kind == "full_attention" for kind in layer_types)
+    )
+
+
+@dataclass
+class _Layer:
+    """One decoder layer's weights; q/k rows permuted so rotary pairs are adjacent."""
+
+    ln1: Tensor  # [h]
+    w_qkv: Tensor  # [(H + 2 Hkv) D, h]
+    b_qkv: Tensor | None
+    o_proj: nn.Linear
+    ln2: Tensor  # [h]
+    gate: nn.Linear
+    up: nn.Linear
+    down: nn.Linear
+
+
+def _rope_interleave(w: Tensor, head_dim: int) -> Tensor:
+    """Reorder rows ``[n·D, ...]`` per head from halves ``(x_i, x_{i+D/2})`` to adjacent pairs.
+
+    Then RoPE's ``rotate_half`` becomes a complex multiply; q·k is unchanged because q and k get
+    the same permutation.
+    """
+    half = head_dim // 2
+    perm = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).flatten()
+    return w.unflatten(0, (-1, head_dim))[:, perm.to(w.device)].flatten(0, 1)
+
+
+def _fuse_layer(layer: nn.Module, head_dim: int) -> _Layer:
+    attn, mlp = layer.self_attn, layer.mlp
+    projs = (attn.q_proj, attn.k_proj, attn.v_proj)
+    w = torch.cat([_rope_interleave(p.weight, head_dim) for p in projs[:2]] + [projs[2].weight])
+    b = None
+    if attn.q_proj.bias is not None:
+        qk_b = [_rope_interleave(p.bias, head_dim) for p in projs[:2]]
+        b = torch.cat(qk_b + [projs[2].bias])
+    return _Layer(
+        ln1=layer.input_layernorm.weight,
+        w_qkv=w,
+        b_qkv=b,
+        o_proj=attn.o_proj,
+        ln2=layer.post_attention_layernorm.weight,
+        gate=mlp.gate_proj,
+        up=mlp.up_proj,
+        down=mlp.down_proj,
+    )
+
+
+def _rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """HF ``LlamaRMSNorm``: normalise in fp32, cast back, scale. x ``[N, h]``."""
+    xf = x.float()
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * xf.to(x.dtype)
+
+
+def _add_linear(x: Tensor, a: Tensor, lin: nn.Linear) -> Tensor:
+    """Residual ``x + lin(a)`` in one ``addmm``; x ``[N, h_out]``, a ``[N, h_in]``."""
+    out = torch.addmm(x, a, lin.weight.t())
+    return out if lin.bias is None else out + lin.bias
+
+
+def _rope(x: Tensor, freqs: Tensor) -> Tensor:
+    """Rotate adjacent pairs of x ``[B, n, heads, D]`` by complex freqs ``[B, n, 1, D/2]``."""
+    xc = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
+    return torch.view_as_real(xc * freqs).flatten(-2).to(x.dtype)
+
+
+class _LlamaDecoder:
+    """Llama/Qwen2 decode loop on the HF weights with a preallocated ``[B, Hkv, S, D]`` cache.
+
+    Attention is grouped: the ``G = H / Hkv`` query heads of a kv head form the rows of one
+    ``bmm`` against that head's keys, so GQA needs no ``repeat_kv``.
+    """
+
+    def __init__(self, model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, max_new: int):
+        cfg, core = model.config, model.model
+        self.B, self.P = B, P = prompt_ids.shape
+        self.H, self.Hkv = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.D = D = core.layers[0].self_attn.head_dim
+        self.eps = cfg.rms_norm_eps
+        self.embed, self.norm, self.lm_head = core.embed_tokens, core.norm.weight, model.lm_head
+        self.layers = [_fuse_layer(layer, D) for layer in core.layers]
+        dtype, dev = self.embed.weight.dtype, prompt_ids.device
+        S = P + max_new
+        self.k = torch.empty(len(self.layers), B, self.Hkv, S, D, dtype=dtype, device=dev)
+        self.v = torch.empty_like(self.k)
+
+        # Rotary table for every position, exactly as HF's rotary_emb (incl. attention_scaling).
+        rot = core.rotary_emb
+        angles = torch.arange(S, device=dev, dtype=torch.float)[:, None] * rot.inv_freq.float()
+        table = torch.polar(torch.full_like(angles, rot.attention_scaling), angles)  # [S, D/2]
+        mask = prompt_mask.bool()
+        self.prefill_freqs = table[position_ids_from_mask(mask)][:, :, None]  # [B, P, 1, D/2]
+        step_pos = mask.sum(1)[None, :] + torch.arange(max_new, device=dev)[:, None]
+        self.step_freqs = table[step_pos][:, :, None, None]  # [max_new, B, 1, 1, D/2]
+
+        neg = torch.finfo(dtype).min
+        keys = torch.cat([mask, mask.new_ones(B, max_new)], dim=1)  # [B, S]
+        step_bias = torch.zeros(B, S, dtype=dtype, device=dev).masked_fill(~keys, neg)
+        self.step_bias = step_bias.repeat_interleave(self.Hkv, 0)[:, None]  # [B Hkv, 1, S]
+        # Prefill: causal and padding mask; a pad query sees itself so no row is all -inf.
+        causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
+        eye = torch.eye(P, dtype=torch.bool, device=dev)
+        allowed = causal & (mask[:, None, :] | eye)  # [B, P(query), P(key)]
+        bias = torch.zeros(B, P, P, dtype=dtype, device=dev).masked_fill(~allowed, neg)
+        G = self.H // self.Hkv
+        self.prefill_bias = (
+            bias[:, None, :, None].expand(B, self.Hkv, P, G, P).reshape(B * self.Hkv, P * G, P)
+        )
+        self.prompt_ids = prompt_ids
+
+    def _attention(self, x: Tensor, i: int, freqs: Tensor, bias: Tensor, s0: int) -> Tensor:
+        """Self-attention block of layer i for n new tokens at cache slots ``s0 …``; x ``[B n, h]``."""
+        B, H, Hkv, D, lw = self.B, self.H, self.Hkv, self.D, self.layers[i]
+        n, G, s = x.shape[0] // B, H // Hkv, s0 + x.shape[0] // B
+        proj = F.linear(_rms_norm(x, lw.ln1, self.eps), lw.w_qkv, lw.b_qkv)
+        qk = _rope(proj[:, : (H + Hkv) * D].view(B, n, H + Hkv, D), freqs)
+        self.k[i, :, :, s0:s] = qk[:, :, H:].transpose(1, 2)
+        self.v[i, :, :, s0:s] = proj[:, (H + Hkv) * D :].view(B, n, Hkv, D).transpose(1, 2)
+        q = qk[:, :, :H].reshape(B, n, Hkv, G, D).transpose(1, 2).reshape(B * Hkv, n * G, D)
+        keys = self.k[i, :, :, :s].reshape(B * Hkv, s, D).transpose(1, 2)
+        scores = torch.baddbmm(bias, q, keys, alpha=D**-0.5)
+        probs = scores.softmax(-1, dtype=torch.float).to(x.dtype)
+        out = torch.bmm(probs, self.v[i, :, :, :s].reshape(B * Hkv, s, D))
+        out = out.view(B, Hkv, n, G, D).transpose(1, 2).reshape(B * n, H * D)
+        return _add_linear(x, out, lw.o_proj)
+
+    def _forward(self, ids: Tensor, freqs: Tensor, bias: Tensor, s0: int) -> Tensor:
+        """Run all layers on ids ``[B, n]`` at cache slots ``s0 … s0+n−1``; logits of the last."""
+        x = self.embed(ids.reshape(-1))  # [B n, h]
+        for i, lw in enumerate(self.layers):
+            x = self._attention(x, i, freqs, bias, s0)
+            h = _rms_norm(x, lw.ln2, self.eps)
+            x = _add_linear(x, F.silu(lw.gate(h)).mul_(lw.up(h)), lw.down)
+        last = x.view(self.B, -1, x.shape[-1])[:, -1]
+        return self.lm_head(_rms_norm(last, self.norm, self.eps)).float()
+
+    def prefill(self) -> Tensor:
+        return self._forward(self.prompt_ids, self.prefill_freqs, self.prefill_bias, 0)
+
+    def step(self, tokens: Tensor, t: int) -> Tensor:
+        s0 = self.P + t
+        bias = self.step_bias[:, :, : s0 + 1]
+        return self._forward(tokens[:, None], self.step_freqs[t], bias, s0)
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def select_backend(model: nn.Module, backend: str = "auto") -> str:
+    """Resolve ``"auto"`` (or env ``RLEXP_SAMPLER_BACKEND``) to ``"fast"`` or ``"generic"``."""
+    if backend == "auto":
+        backend = os.environ.get(BACKEND_ENV, "auto")
+    if backend == "auto":
+        return "fast" if fast_path_supported(model) else "generic"
+    if backend not in ("fast", "generic"):
+        raise ValueError(f"unknown sampler backend {backend!r}; choose auto, fast or generic")
+    if backend == "fast" and not fast_path_supported(model):
+        raise ValueError(f"fast sampler does not support {type(model).__name__}")
+    return backend
+
+
+@torch.no_grad()
+def sample(
+    model: nn.Module,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    *,
+    max_new_tokens: int,
+    eos_token_id: int | Sequence[int],
+    pad_token_id: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+    backend: str = "auto",
+) -> Samples:
+    """Sample completions for left-padded prompts ``[B, P]`` (mask 1 = real token).
+
+    One forward over the prompts, then one batched forward per generated position; stops when
+    every row has emitted EOS or after ``max_new_tokens``. ``T`` is the longest completion. See the
+    module docstring for ``logp`` and ``backend``. Reproducible given ``generator``.
+    """
+    if max_new_tokens < 1:
+        raise ValueError("max_new_tokens must be >= 1")
+    eos = torch.as_tensor(eos_token_id, device=prompt_ids.device).reshape(-1)
+    use_fast = select_backend(model, backend) == "fast"
+    with torch.inference_mode():
+        make = _LlamaDecoder if use_fast else _GenericDecoder
+        decoder: _Decoder = make(model, prompt_ids, prompt_mask, max_new_tokens)
+        B = prompt_ids.shape[0]
+        tokens = torch.empty(B, max_new_tokens, dtype=torch.long, device=prompt_ids.device)
+        logp = torch.empty(B, max_new_tokens, device=prompt_ids.device)
+        done = torch.zeros(B, dtype=torch.bool, device=prompt_ids.device)
+        logits = decoder.prefill()
+        for t in range(max_new_tokens):
+            tok, lp = next_tokens(
+                logits, temperature=temperature, top_p=top_p, greedy=greedy, generator=generator
+            )
+            tokens[:, t], logp[:, t] = tok, lp
+            done |= torch.isin(tok, eos)
+            if t + 1 == max_new_tokens or bool(done.all()):
+                break
+            logits = decoder.step(tok, t)
+        out = _finish(tokens[:, : t + 1], logp[:, : t + 1], eos, pad_token_id)
+    # Clone outside inference mode so callers may use the results in autograd graphs.
+    return Samples(*(x.clone() for x in vars(out).values()))

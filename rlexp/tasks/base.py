@@ -1,0 +1,74 @@
+"""Problems, the task interface (problems + verifier) and the task registry."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlexp.registry import Registry
+
+ANSWER_MARKER = "####"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One verifiable problem.
+
+    ``solution`` is the SFT target completion (worked steps, marker, final answer);
+    ``answer`` is the gold final answer, already normalised.
+    """
+
+    id: str
+    prompt: str
+    solution: str
+    answer: str
+
+
+@dataclass
+class Task:
+    """A named pair of fixed splits plus a verifier.
+
+    The final answer is the text after the *last* ``marker``. Subclasses override
+    ``normalize_answer`` (canonical form) and ``parse_answer`` (``None`` when unparsable).
+    """
+
+    name: str
+    train: list[Problem]
+    test: list[Problem]
+    params: dict[str, Any] = field(default_factory=dict)
+    marker: str = ANSWER_MARKER
+
+    def normalize_answer(self, s: str) -> str:
+        """Canonical form used to compare answers; by default whitespace is collapsed."""
+        return " ".join(s.split())
+
+    def parse_answer(self, s: str) -> str | None:
+        """Normalised answer from the raw text after the marker, or ``None`` if unparsable."""
+        s = self.normalize_answer(s)
+        return s or None
+
+    def extract_answer(self, completion: str) -> str | None:
+        """Normalised answer after the last marker; ``None`` without a parsable answer."""
+        _, sep, tail = completion.rpartition(self.marker)
+        if not sep:
+            return None
+        return self.parse_answer(tail)
+
+    def is_well_formed(self, completion: str) -> bool:
+        """The marker is present and followed by a parsable answer."""
+        return self.extract_answer(completion) is not None
+
+    def is_correct(self, completion: str, problem: Problem) -> bool:
+        """The verifier: the extracted answer equals the gold answer after normalisation."""
+        answer = self.extract_answer(completion)
+        return answer is not None and answer == self.normalize_answer(problem.answer)
+
+
+TaskFactory = Callable[..., Task]
+TASKS: Registry[TaskFactory] = Registry("task")
+
+
+def build_task(name: str, **params: Any) -> Task:
+    """Build a registered task: ``build_task("arithmetic", n_terms=4)``."""
+    return TASKS.get(name)(**params)

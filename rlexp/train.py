@@ -1,0 +1,200 @@
+"""``rlexp-train``: the Hydra entry point. Composes a run, validates it, builds the parts from
+registries, and runs SFT (``algorithm=sft``) or online RL; returns the final held-out sampled
+accuracy, the number a sweeper would optimise."""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from rlexp.base_model import ensure_sft_base, init_model, sft_stage
+from rlexp.checkpoint import atomic_dir, commit_dir, latest_checkpoint
+from rlexp.config import register_configs
+from rlexp.models.load import load_policy, resolve_device, resolve_dtype
+from rlexp.models.value import ValueModel
+from rlexp.tasks import build_task
+from rlexp.tracking import RunLogger
+from rlexp.trainer import RLTrainer
+from rlexp.validation import ConfigError, validate
+
+register_configs()
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # the repository's conf/
+
+
+def _hydra_names(cfg: DictConfig) -> tuple[str | None, str | None, list[str]]:
+    """(run name, W&B group, overrides) from Hydra's runtime, when launched through Hydra."""
+    if not HydraConfig.initialized():
+        return cfg.logger.run_name, cfg.logger.group, []
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    name = cfg.logger.run_name or hc.job.override_dirname or "default"
+    group = cfg.logger.group
+    if group is None and hc.mode is not None and hc.mode.name == "MULTIRUN":
+        group = str(Path(hc.sweep.dir)).replace("/", "_")
+    return name, group, overrides
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
+def run(cfg: DictConfig) -> float:
+    """Run one composed config (the function tests call with Hydra's compose API)."""
+    validate(cfg)
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.model.get("dtype", "auto"), device)
+    name, group, overrides = _hydra_names(cfg)
+
+    resume_from = latest_checkpoint(run_dir) if cfg.resume else None
+    info_path = run_dir / "run_info.json"
+    previous = json.loads(info_path.read_text()) if resume_from and info_path.exists() else {}
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    info = {
+        "overrides": overrides,
+        "seed": cfg.seed,
+        "sft_seed": cfg.sft.seed,
+        "task_seed": cfg.task.get("seed"),
+        "git_commit": _git_commit(),
+        "command": " ".join(sys.argv),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "resumed_from": str(resume_from) if resume_from else None,
+        "status": "running",
+    }
+    info = previous | info
+    _write_json(info_path, info)
+    logger = RunLogger(
+        run_dir,
+        backend=cfg.logger.name,
+        project=cfg.logger.project,
+        mode=cfg.logger.mode,
+        name=name,
+        group=group,
+        tags=list(cfg.logger.tags),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        run_id=previous.get("wandb_id") or None,
+    )
+    info["wandb_id"] = logger.run_id
+    try:
+        task = build_task(cfg.task.name, **{k: v for k, v in cfg.task.items() if k != "name"})
+        if cfg.algorithm.trainer == "sft":
+            result = _run_sft(cfg, task, device, dtype, logger, run_dir)
+        else:
+            result = _run_rl(cfg, task, device, dtype, logger, run_dir, resume_from, info)
+    except BaseException as err:
+        info |= {
+            "status": "failed",
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc(),
+        }
+        _write_json(info_path, info)
+        logger.finish(exit_code=1)
+        raise
+    info |= {"status": "finished", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "final": result}
+    _write_json(info_path, info)
+    logger.summary(result)
+    logger.finish()
+    return float(result.get("eval/sampled_accuracy", result.get("sft/sampled_accuracy", 0.0)))
+
+
+def _run_sft(cfg, task, device, dtype, logger, run_dir: Path) -> dict:
+    model, tokenizer, final = sft_stage(
+        cfg, task, device, dtype, lambda row: logger.log(row, "sft_metrics.jsonl")
+    )
+    tmp = atomic_dir(run_dir / "final")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    commit_dir(tmp, run_dir / "final")
+    print(
+        f"SFT model saved to {run_dir / 'final'}: held-out loss {final['sft/heldout_loss']:.4f}, "
+        f"sampled accuracy {final.get('sft/sampled_accuracy', float('nan')):.3f}"
+    )
+    return final
+
+
+def _run_rl(
+    cfg, task, device, dtype, logger, run_dir: Path, resume_from: Path | None, info: dict
+) -> dict:
+    if resume_from is None:
+        if cfg.model.sft_first:
+            base = str(ensure_sft_base(cfg, task, device, dtype, logger, run_dir))
+        else:
+            base = cfg.model.path if cfg.model.name == "hf" else None  # tiny: random weights
+        info["base_checkpoint"] = base
+    base = info.get("base_checkpoint")
+    if resume_from is not None:
+        policy, tokenizer = load_policy(resume_from / "policy", device, dtype)
+    elif base is not None:
+        policy, tokenizer = load_policy(base, device, dtype)
+    else:
+        policy, tokenizer = init_model(cfg, device, dtype)
+    ref_model = None
+    if cfg.algorithm.kl.coef > 0:  # the frozen reference is the base, also after a resume
+        ref_model = (
+            load_policy(base, device, dtype)[0] if base is not None else copy.deepcopy(policy)
+        )
+        ref_model.eval().requires_grad_(False)
+    critic = None
+    if cfg.algorithm.critic.enabled:
+        critic = (
+            ValueModel.from_pretrained(resume_from / "critic", device)
+            if resume_from
+            else ValueModel.from_policy(policy)
+        )
+    trainer = RLTrainer(
+        cfg, run_dir, policy, tokenizer, task, logger, ref_model=ref_model, critic=critic
+    )
+    if resume_from is not None:
+        trainer.restore(resume_from)
+    final = trainer.run()
+    first = _first_eval(run_dir)
+    for key in ("eval/sampled_accuracy", "eval/greedy_accuracy"):
+        if key in final:
+            print(f"{key}: base {first.get(key, float('nan')):.3f} -> final {final[key]:.3f}")
+    return final
+
+
+def _first_eval(run_dir: Path) -> dict:
+    with open(run_dir / "metrics.jsonl") as f:
+        for line in f:
+            row = json.loads(line)
+            if "eval/sampled_accuracy" in row:
+                return row
+    return {}
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> float:
+    try:
+        return run(cfg)
+    except ConfigError as err:  # one clear line, not a traceback from deep inside
+        print(f"rlexp: config error: {err}", file=sys.stderr)
+        sys.exit(2)

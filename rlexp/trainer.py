@@ -1,0 +1,186 @@
+"""The online RL loop: rollout → reward → advantage → epochs × minibatches → log / eval / save.
+
+It never names an algorithm: the config picks the advantage estimator, policy loss, KL placement
+and critic, and the registries supply the functions.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from tqdm.auto import tqdm
+
+from rlexp.checkpoint import load_trainer_state, save_checkpoint, set_rng_state
+from rlexp.data import PromptStream
+from rlexp.evaluation import evaluate
+from rlexp.experience import add_kl_penalty, collect, compute_advantages, rollout_stats
+from rlexp.kl import kl_estimate
+from rlexp.tasks.base import Task
+from rlexp.tracking import RunLogger
+from rlexp.update import critic_update, policy_update
+
+
+class RLTrainer:
+    def __init__(
+        self,
+        cfg,
+        run_dir: Path,
+        policy,
+        tokenizer,
+        task: Task,
+        logger: RunLogger,
+        ref_model=None,
+        critic=None,
+    ) -> None:
+        self.cfg, self.algo = cfg, cfg.algorithm
+        self.run_dir, self.logger = run_dir, logger
+        self.policy, self.tokenizer, self.task = policy, tokenizer, task
+        self.ref_model, self.critic = ref_model, critic
+        self.device = next(policy.parameters()).device
+        self.reward_weights = dict(cfg.reward.components)
+        self.adv_cfg = OmegaConf.to_container(cfg.advantage, resolve=True)
+        self.optimizer = torch.optim.AdamW(
+            policy.parameters(), lr=self.algo.lr, weight_decay=self.algo.weight_decay
+        )
+        self.critic_optimizer = (
+            torch.optim.AdamW(critic.parameters(), lr=self.algo.critic.lr)
+            if critic is not None
+            else None
+        )
+        self.stream = PromptStream(len(task.train), seed=cfg.seed)
+        self.rollout_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.update_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.step = 0
+        self.samples_seen = 0
+        self.tokens_seen = 0.0
+
+    # ---- state -----------------------------------------------------------------------------
+    def save(self) -> Path:
+        modules = {"policy": _Both(self.policy, self.tokenizer)}
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "stream": self.stream.state_dict(),
+            "rollout_gen": self.rollout_gen.get_state(),
+            "update_gen": self.update_gen.get_state(),
+            "samples_seen": self.samples_seen,
+            "tokens_seen": self.tokens_seen,
+            "wandb_id": self.logger.run_id or "",
+        }
+        if self.critic is not None:
+            modules["critic"] = self.critic
+            state["critic_optimizer"] = self.critic_optimizer.state_dict()
+        return save_checkpoint(self.run_dir, self.step, modules, state)
+
+    def restore(self, ckpt: Path) -> None:
+        """Continue from ``ckpt`` (its weights were loaded into the models by the caller)."""
+        state = load_trainer_state(ckpt)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.critic is not None:
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.stream.load_state_dict(state["stream"])
+        self.rollout_gen.set_state(state["rollout_gen"])
+        self.update_gen.set_state(state["update_gen"])
+        self.samples_seen, self.tokens_seen = (
+            int(state["samples_seen"]),
+            float(state["tokens_seen"]),
+        )
+        self.step = int(state["step"])
+        set_rng_state(state["rng"])
+
+    # ---- one step --------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        algo, t0 = self.algo, time.perf_counter()
+        prompt_idx = self.stream.next(algo.prompts_per_step)
+        problems = [self.task.train[i] for i in prompt_idx for _ in range(algo.group_size)]
+        group_ids = torch.arange(algo.prompts_per_step).repeat_interleave(algo.group_size)
+        batch, stats = collect(
+            self.policy,
+            self.tokenizer,
+            self.task,
+            problems,
+            group_ids,
+            reward_weights=self.reward_weights,
+            rollout_cfg=self.cfg.rollout,
+            generator=self.rollout_gen,
+            ref_model=self.ref_model,
+            critic=self.critic,
+        )
+        if batch.ref_logp is not None:
+            kl = kl_estimate(batch.old_logp, batch.ref_logp, "k3")
+            stats["train/kl_ref"] = float(kl[batch.completion_mask > 0].mean())
+        if algo.kl.placement == "reward" and algo.kl.coef > 0:
+            add_kl_penalty(batch, algo.kl.coef, algo.kl.estimator)
+        compute_advantages(batch, self.adv_cfg, algo.critic.lam)
+        stats |= rollout_stats(batch)
+        t1 = time.perf_counter()
+        stats |= policy_update(
+            self.policy, self.optimizer, batch, algo, self.cfg.rollout.temperature, self.update_gen
+        )
+        if self.critic is not None:
+            stats |= critic_update(self.critic, self.critic_optimizer, batch, algo, self.update_gen)
+        stats["time/update"] = time.perf_counter() - t1
+        stats["time/step"] = time.perf_counter() - t0
+        self.samples_seen += len(batch)
+        self.tokens_seen += stats["train/generated_tokens"]
+        return stats
+
+    def evaluate(self) -> dict[str, float]:
+        e = self.cfg.eval
+        t0 = time.perf_counter()
+        out = evaluate(
+            self.policy,
+            self.tokenizer,
+            self.task,
+            self.task.test[: e.n_problems],
+            n_samples=e.n_samples,
+            temperature=e.temperature,
+            top_p=e.top_p,
+            max_new_tokens=e.max_new_tokens or self.cfg.rollout.max_new_tokens,
+            greedy=e.greedy,
+            batch_size=e.batch_size,
+            seed=self.cfg.seed,
+        )
+        out["time/eval"] = time.perf_counter() - t0
+        return out
+
+    # ---- the loop --------------------------------------------------------------------------
+    def run(self) -> dict[str, float]:
+        cfg = self.cfg
+        first_eval = last_eval = {}
+        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{self.algo.name}", dynamic_ncols=True)
+        while True:
+            row: dict[str, float] = {"train/step": self.step}
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                last_eval = self.evaluate()
+                first_eval = first_eval or last_eval
+                row |= last_eval
+            if self.step == cfg.steps:
+                self.logger.log(row)
+                break
+            row |= self.train_step()
+            self.step += 1
+            row |= {"train/samples": self.samples_seen, "train/sampled_tokens": self.tokens_seen}
+            self.logger.log(row)
+            bar.update(1)
+            bar.set_postfix(
+                reward=f"{row['train/reward_mean']:.3f}", acc=f"{row['train/accuracy']:.3f}"
+            )
+            if self.step % cfg.save_every == 0 and self.step < cfg.steps:
+                self.save()
+        bar.close()
+        self.save()
+        return last_eval
+
+
+class _Both:
+    """Saves a model and its tokenizer into one folder, so it loads like a hub checkpoint."""
+
+    def __init__(self, model, tokenizer) -> None:
+        self.model, self.tokenizer = model, tokenizer
+
+    def save_pretrained(self, path: Path) -> None:
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)

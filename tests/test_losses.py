@@ -1,0 +1,255 @@
+"""Loss aggregation, PPO/GSPO policy losses and the value loss (theory.md §1–3)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rlexp.losses import (
+    AGG_MODES,
+    POLICY_LOSSES,
+    aggregate,
+    aggregation_denominator,
+    explained_variance,
+    gspo_policy_loss,
+    ppo_policy_loss,
+    value_loss,
+)
+
+NAN = float("nan")
+
+
+def two_sequences():
+    """Lengths 1 and 3, plus an empty row whose garbage must not count: ℓ = [[4], [1, 2, 3]]."""
+    loss = torch.tensor([[4.0, NAN, 7.0], [1.0, 2.0, 3.0], [float("inf"), 5.0, 5.0]])
+    mask = torch.tensor([[1.0, 0, 0], [1, 1, 1], [0, 0, 0]])
+    return loss, mask
+
+
+@pytest.mark.parametrize(
+    ("mode", "norm_len", "expected"),
+    [
+        ("token-mean", None, 10 / 4),  # (4 + 1 + 2 + 3) / 4 tokens
+        ("seq-mean-token-mean", None, 3.0),  # (4/1 + 6/3) / 2
+        ("seq-mean-token-sum", None, 5.0),  # (4 + 6) / 2
+        ("seq-mean-token-sum-norm", None, 10 / 6),  # (4/3 + 6/3) / 2, T = 3
+        ("seq-mean-token-sum-norm", 5, 1.0),  # (4/5 + 6/5) / 2
+    ],
+)
+def test_aggregate_hand_worked(mode, norm_len, expected):
+    loss, mask = two_sequences()
+    assert aggregate(loss, mask, mode, norm_len).item() == pytest.approx(expected)
+    # the empty row changes nothing, whether present or not, with a bool mask too
+    assert aggregate(loss[:2], mask[:2].bool(), mode, norm_len).item() == pytest.approx(expected)
+
+
+def test_aggregate_errors_and_empty():
+    loss, mask = two_sequences()
+    with pytest.raises(ValueError, match="choose one of: token-mean"):
+        aggregate(loss, mask, "sum")
+    x = torch.ones(2, 3, requires_grad=True)
+    for mode in AGG_MODES:
+        out = aggregate(x, torch.zeros(2, 3), mode)
+        assert out.item() == 0.0
+        out.backward()
+    assert aggregation_denominator(mask, "token-mean") == 4.0
+    assert aggregation_denominator(mask, "seq-mean-token-sum") == 2.0
+
+
+@pytest.mark.parametrize("mode", AGG_MODES)
+def test_micro_batches_give_the_full_batch_gradient(mode):
+    g = torch.Generator().manual_seed(0)
+    theta = torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(6, 5, generator=g, dtype=torch.float64)
+    lengths = torch.tensor([5, 1, 0, 3, 2, 4])
+    mask = torch.arange(5)[None, :] < lengths[:, None]
+
+    def per_token(rows):
+        th = theta[rows]
+        return th.square() * weights[rows] + th.sin()
+
+    full = aggregate(per_token(slice(None)), mask, mode)
+    (grad_full,) = torch.autograd.grad(full, theta)
+    denom = aggregation_denominator(mask, mode)
+    total = sum(
+        aggregate(per_token(rows), mask[rows], mode, global_denominator=denom)
+        for rows in (slice(0, 2), slice(2, 3), slice(3, 6))
+    )
+    (grad_micro,) = torch.autograd.grad(total, theta)
+    torch.testing.assert_close(total, full)
+    torch.testing.assert_close(grad_micro, grad_full)
+
+
+def policy_inputs(ratios, advs):
+    """One sequence per call site: logp chosen so that exp(logp − old_logp) = ratios."""
+    old = torch.log(torch.tensor([[0.3] * len(ratios)], dtype=torch.float64))
+    logp = (old + torch.tensor([ratios], dtype=torch.float64).log()).requires_grad_()
+    return logp, old, torch.tensor([advs], dtype=torch.float64), torch.ones(1, len(ratios))
+
+
+def test_ppo_ratio_one_is_minus_mean_advantage():
+    g = torch.Generator().manual_seed(1)
+    logp = torch.randn(3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    adv = torch.randn(3, 4, generator=g, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]]).bool()
+    loss, stats = ppo_policy_loss(logp, logp.detach(), adv, mask)
+    assert loss.item() == pytest.approx(-adv[mask].mean().item())
+    assert stats["clip_frac"] == 0 and stats["ratio_mean"] == 1 and stats["ratio_max"] == 1
+    assert stats["approx_kl"] == 0 and all(not v.requires_grad for v in stats.values())
+    loss.backward()  # ∂ℓ/∂logp = −ρA / N = −A / 7 on real tokens
+    torch.testing.assert_close(logp.grad, torch.where(mask, -adv / 7, 0))
+
+
+def test_ppo_no_gradient_on_the_clipped_side():
+    ratios = [1.5, 0.5, 0.5, 1.5, 1.1]
+    advs = [1.0, -1.0, 1.0, -1.0, 2.0]  # clipped, clipped, inside (pessimistic side) x2, inside
+    logp, old, adv, mask = policy_inputs(ratios, advs)
+    loss, stats = ppo_policy_loss(logp, old, adv, mask)
+    loss.backward()
+    expected = [0.0, 0.0, -0.5 / 5, 1.5 / 5, -2.2 / 5]  # −ρA/N where unclipped
+    torch.testing.assert_close(logp.grad, torch.tensor([expected], dtype=torch.float64))
+    # loss = −(1.2 − 0.8 + 0.5 − 1.5 + 2.2) / 5
+    assert loss.item() == pytest.approx(-(1.2 - 0.8 + 0.5 - 1.5 + 2.2) / 5)
+    assert stats["clip_frac"] == pytest.approx(0.4)
+    assert stats["clip_frac_high"] == pytest.approx(0.2)
+    assert stats["clip_frac_low"] == pytest.approx(0.2)
+    assert stats["ratio_max"] == pytest.approx(1.5)
+    assert stats["ratio_mean"] == pytest.approx(sum(ratios) / 5)
+    k3 = sum(r - 1 - math.log(r) for r in ratios) / 5
+    assert stats["approx_kl"] == pytest.approx(k3)
+
+
+def test_ppo_asymmetric_clip_hand_worked():
+    # clip_low 0.2, clip_high 0.28 (DAPO): per-token losses
+    # ρ=1.5, A=+1 -> −1.28 (clipped high); ρ=1.25, A=+1 -> −1.25 (inside, 0.2 would clip it)
+    # ρ=0.7, A=−1 -> −min(−0.7, −0.8) = 0.8 (clipped low); ρ=0.9, A=−2 -> 1.8 (inside)
+    logp, old, adv, mask = policy_inputs([1.5, 1.25, 0.7, 0.9], [1.0, 1.0, -1.0, -2.0])
+    loss, stats = ppo_policy_loss(logp, old, adv, mask, clip_low=0.2, clip_high=0.28)
+    assert loss.item() == pytest.approx((-1.28 - 1.25 + 0.8 + 1.8) / 4)
+    assert stats["clip_frac"] == pytest.approx(0.5)
+    assert stats["clip_frac_high"] == pytest.approx(0.25)
+    assert stats["clip_frac_low"] == pytest.approx(0.25)
+    symmetric, _ = ppo_policy_loss(logp, old, adv, mask)
+    assert symmetric.item() == pytest.approx((-1.2 - 1.2 + 0.8 + 1.8) / 4)
+
+
+def test_ppo_dual_clip():
+    # c = 3: ρ=5, A=−1 -> min(5, 3) = 3 (dual-clipped, no gradient); ρ=2, A=−1 -> 2;
+    # ρ=5, A=+1 -> −1.2 (ordinary clip)
+    logp, old, adv, mask = policy_inputs([5.0, 2.0, 5.0], [-1.0, -1.0, 1.0])
+    loss, stats = ppo_policy_loss(logp, old, adv, mask, dual_clip=3.0)
+    assert loss.item() == pytest.approx((3 + 2 - 1.2) / 3)
+    loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 2 / 3, 0.0]], dtype=torch.float64))
+    assert stats["dual_clip_frac"] == pytest.approx(1 / 3)
+    no_dual, _ = ppo_policy_loss(logp, old, adv, mask)
+    assert no_dual.item() == pytest.approx((5 + 2 - 1.2) / 3)
+    with pytest.raises(ValueError, match="dual_clip"):
+        ppo_policy_loss(logp, old, adv, mask, dual_clip=1.0)
+
+
+def test_ppo_padding_garbage_is_harmless_and_micro_batches_match():
+    g = torch.Generator().manual_seed(2)
+    old = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    logp = (old + 0.3 * torch.randn(4, 5, generator=g, dtype=torch.float64)).requires_grad_()
+    adv = torch.randn(4, 5, generator=g, dtype=torch.float64)
+    mask = torch.arange(5)[None, :] < torch.tensor([5, 2, 0, 3])[:, None]
+    dirty_old = torch.where(mask, old, NAN)
+    dirty_adv = torch.where(mask, adv, float("inf"))
+    for mode in AGG_MODES:
+        full, _ = ppo_policy_loss(logp, dirty_old, dirty_adv, mask, agg=mode)
+        (grad_full,) = torch.autograd.grad(full, logp)
+        assert torch.isfinite(full) and torch.isfinite(grad_full).all()
+        den = aggregation_denominator(mask, mode)
+        parts = [
+            ppo_policy_loss(logp[r], old[r], adv[r], mask[r], agg=mode, global_denominator=den)[0]
+            for r in (slice(0, 1), slice(1, 4))
+        ]
+        (grad_micro,) = torch.autograd.grad(sum(parts), logp)
+        torch.testing.assert_close(grad_micro, grad_full)
+
+
+def test_policy_loss_registry():
+    assert POLICY_LOSSES.get("ppo_clip") is ppo_policy_loss
+    assert POLICY_LOSSES.get("gspo") is gspo_policy_loss
+    logp, old, adv, mask = policy_inputs([1.0, 1.0], [1.0, 3.0])
+    for name in POLICY_LOSSES:
+        loss, stats = POLICY_LOSSES.get(name)(
+            logp=logp, old_logp=old, advantages=adv, mask=mask, clip_low=0.2, clip_high=0.2
+        )
+        assert loss.item() == pytest.approx(-2.0)
+        assert {"clip_frac", "approx_kl", "ratio_mean", "ratio_max"} <= set(stats)
+    # dual clip through the shared signature: ρ = 5, A = −1, c = 3 bounds the loss at 3
+    logp, old, adv, mask = policy_inputs([5.0, 5.0], [-1.0, -1.0])
+    for name in POLICY_LOSSES:
+        loss, stats = POLICY_LOSSES.get(name)(logp, old, adv, mask, clip_low=0.2, dual_clip=3.0)
+        assert loss.item() == pytest.approx(3.0) and stats["dual_clip_frac"] == 1
+
+
+def gspo_reference(logp, old, adv_seq, lengths, clip_low, clip_high):
+    """Sequence-level GSPO: mean_i −min(s_i A_i, clip(s_i) A_i), s_i = exp(mean_t log ρ)."""
+    losses = []
+    for b, n in enumerate(lengths):
+        if n == 0:
+            continue
+        s = torch.exp((logp[b, :n] - old[b, :n]).mean())
+        a = float(adv_seq[b])
+        losses.append(-torch.minimum(s * a, s.clamp(1 - clip_low, 1 + clip_high) * a))
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("clip", [0.5, 0.02])  # nothing clipped / some sequences clipped
+def test_gspo_matches_sequence_level_reference(clip):
+    g = torch.Generator().manual_seed(3)
+    lengths = [5, 1, 0, 3, 4]
+    mask = torch.arange(5)[None, :] < torch.tensor(lengths)[:, None]
+    old = torch.randn(5, 5, generator=g, dtype=torch.float64)
+    logp = (old + 0.1 * torch.randn(5, 5, generator=g, dtype=torch.float64)).requires_grad_()
+    adv_seq = torch.tensor([1.0, -0.5, 2.0, -1.5, 0.7], dtype=torch.float64)
+    adv = torch.where(mask, adv_seq[:, None], 0)
+    loss, stats = gspo_policy_loss(logp, old, adv, mask, clip_low=clip, clip_high=clip)
+    (grad,) = torch.autograd.grad(loss, logp)
+    ref = gspo_reference(logp, old, adv_seq, lengths, clip, clip)
+    (ref_grad,) = torch.autograd.grad(ref, logp)
+    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(grad, ref_grad)
+    assert (stats["clip_frac"] > 0) == (clip < 0.1)
+
+
+def test_gspo_per_sequence_loss_is_not_scaled_by_length():
+    # ratio 1: each sequence contributes −A_i whatever its length; a [B] advantage works too
+    logp = torch.zeros(2, 4, requires_grad=True)
+    mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 1]]).bool()
+    loss, _ = gspo_policy_loss(logp, logp.detach(), torch.tensor([2.0, 4.0]), mask)
+    assert loss.item() == pytest.approx(-3.0)
+
+
+def test_value_loss_unclipped_and_clipped_hand_worked():
+    values = torch.tensor([[1.0, 2.0, 9.0]], requires_grad=True)
+    returns = torch.tensor([[0.0, 0.0, NAN]])
+    mask = torch.tensor([[1, 1, 0]])
+    loss, stats = value_loss(values, values.detach(), returns, mask)
+    assert loss.item() == pytest.approx(0.5 * (1 + 4) / 2)
+    assert stats["vf_clip_frac"] == 0
+    # clip 0.2 around old = 0: (V=1,R=0): max(1, 0.04) = 1; (V=1,R=2): max(1, 3.24) = 3.24 (clipped,
+    # no gradient); (V=0.1,R=1): inside the range, 0.81
+    values = torch.tensor([[1.0, 1.0, 0.1]], requires_grad=True)
+    returns = torch.tensor([[0.0, 2.0, 1.0]])
+    loss, stats = value_loss(values, torch.zeros(1, 3), returns, torch.ones(1, 3), clip_range=0.2)
+    assert loss.item() == pytest.approx(0.5 * (1 + 3.24 + 0.81) / 3)
+    assert stats["vf_clip_frac"] == pytest.approx(1 / 3)
+    loss.backward()  # ∂/∂V ½(V − R)² / 3 = (V − R) / 3 where unclipped
+    torch.testing.assert_close(values.grad, torch.tensor([[1 / 3, 0.0, -0.9 / 3]]))
+
+
+def test_explained_variance():
+    g = torch.Generator().manual_seed(4)
+    returns = torch.randn(3, 4, generator=g)
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [0, 0, 0, 0]])
+    values = torch.where(mask.bool(), returns, 1e6)  # padding ignored
+    assert explained_variance(values, returns, mask) == pytest.approx(1.0)
+    mean = returns[mask.bool()].mean()
+    assert explained_variance(torch.full_like(returns, mean), returns, mask) == pytest.approx(0.0)
+    assert math.isnan(explained_variance(returns, torch.ones(3, 4), mask))

@@ -1,0 +1,113 @@
+"""The arithmetic task: determinism, disjoint splits, correct solutions, answer extraction."""
+
+import pytest
+
+from rlexp.tasks import TASKS, Problem, build_task
+
+SMALL = dict(n_train=300, n_test=50)
+
+
+@pytest.fixture(scope="module")
+def task():
+    return build_task("arithmetic", ops="+-", n_terms=4, **SMALL)
+
+
+def test_registered_and_unknown_lists_choices():
+    assert "arithmetic" in TASKS
+    with pytest.raises(KeyError, match="arithmetic"):
+        build_task("nope")
+
+
+def test_defaults():
+    t = build_task("arithmetic")
+    assert (len(t.train), len(t.test)) == (20000, 500)
+    assert t.train[0].prompt.count("+") == 2
+
+
+def test_same_seed_same_problems_other_seed_differs():
+    a, b = build_task("arithmetic", **SMALL), build_task("arithmetic", **SMALL)
+    assert a.train == b.train and a.test == b.test
+    c = build_task("arithmetic", seed=7, **SMALL)
+    assert c.train != a.train
+
+
+def test_test_split_independent_of_n_train():
+    a = build_task("arithmetic", n_train=10, n_test=20)
+    b = build_task("arithmetic", n_train=50, n_test=20)
+    assert a.test == b.test
+
+
+@pytest.mark.parametrize("params", [dict(ops="+-", n_terms=4), dict(digits=1, n_terms=3)])
+def test_splits_disjoint_and_unique(params):
+    t = build_task("arithmetic", **{**SMALL, **params})
+    train = {p.prompt for p in t.train}
+    test = {p.prompt for p in t.test}
+    assert len(train) == len(t.train) and len(test) == len(t.test)
+    assert not train & test
+    assert len({p.id for p in t.train + t.test}) == len(t.train) + len(t.test)
+
+
+def test_solutions_are_right(task):
+    assert any(int(p.answer) < 0 for p in task.train)  # "-" can go negative
+    for p in task.train + task.test:
+        expr = p.prompt.removesuffix("=")
+        assert p.prompt.endswith("=") and int(p.answer) == eval(expr)
+        steps, answer = p.solution.split("####")
+        assert answer == p.answer
+        assert len(steps.split(",")) == expr.count("+") + expr.count("-", 1)
+        for step in steps.split(","):
+            lhs, rhs = step.rsplit("=", 1)
+            assert eval(lhs) == int(rhs)
+        assert task.is_correct(p.solution, p) and task.is_well_formed(p.solution)
+
+
+def test_operands_have_the_requested_digits():
+    t = build_task("arithmetic", digits=3, **SMALL)
+    for p in t.test:
+        assert all(len(x) == 3 for x in p.prompt[:-1].split("+"))
+
+
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        ("", None),
+        ("12+3=15", None),  # no marker
+        ("####", None),
+        ("####  ", None),
+        ("####158", "158"),
+        ("1+2=3####3\n", "3"),
+        ("####1####2", "2"),  # last marker wins
+        ("####12####", None),
+        ("####12abc", None),
+        ("####1 2", None),
+        ("####+5", None),
+        ("####--5", None),
+        ("####-42", "-42"),
+        ("####007", "7"),
+        ("####-007", "-7"),
+        ("####-0", "0"),
+        ("####000", "0"),
+        ("####٣", None),  # non-ASCII digit
+        ("####" + "9" * 5000, "9" * 5000),  # longer than int() accepts from a str
+        ("<eos>####1", "1"),
+    ],
+)
+def test_extract_answer(task, completion, expected):
+    assert task.extract_answer(completion) == expected
+    assert task.is_well_formed(completion) == (expected is not None)
+
+
+def test_is_correct_normalises(task):
+    p = Problem(id="x", prompt="1-8=", solution="1-8=-7####-7", answer="-7")
+    assert task.is_correct("####-07", p)
+    assert not task.is_correct("####7", p)
+    assert not task.is_correct("####-7x", p)
+    assert task.normalize_answer(" -0 ") == "0"
+
+
+@pytest.mark.parametrize(
+    "params", [dict(ops="*"), dict(ops=""), dict(n_terms=1), dict(digits=1, n_train=2000)]
+)
+def test_bad_params_fail_clearly(params):
+    with pytest.raises(ValueError):
+        build_task("arithmetic", **params)

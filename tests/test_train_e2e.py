@@ -1,0 +1,110 @@
+"""PPO and GRPO through the Hydra entry point (compose API), W&B offline; metrics read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlexp.tracking import read_jsonl
+from rlexp.train import run
+from tests.conftest import TINY, compose_cfg
+from tests.wandb_offline import read_offline_run
+
+REQUIRED = [
+    "train/reward_mean",
+    "train/reward_std",
+    "train/accuracy",
+    "train/zero_var_group_frac",
+    "train/response_length_mean",
+    "train/response_length_max",
+    "train/truncated_frac",
+    "loss/policy",
+    "train/entropy",
+    "train/clip_frac",
+    "train/approx_kl",
+    "train/grad_norm",
+    "adv/mean",
+    "adv/std",
+    "time/generation",
+    "time/update",
+    "train/tokens_per_s",
+]
+STEPS = ["steps=2", "eval_every=2", "save_every=1"]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("sft_cache")
+
+
+def _run(tmp_path: Path, cache_dir: Path, *overrides: str) -> Path:
+    out = tmp_path / "run"
+    cfg = compose_cfg([*TINY, *STEPS, f"output_dir={out}", f"cache_dir={cache_dir}", *overrides])
+    run(cfg)
+    return out
+
+
+def test_grpo_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
+    out = _run(
+        tmp_path,
+        cache_dir,
+        "algorithm=grpo",
+        "algorithm.prompts_per_step=4",
+        "algorithm.group_size=4",
+        "algorithm.minibatch_size=8",
+        "algorithm.micro_batch_size=4",
+    )
+    rows = read_jsonl(out / "metrics.jsonl")
+    train_rows = [r for r in rows if "train/reward_mean" in r]
+    assert [r["train/step"] for r in train_rows] == [0, 1]
+    for key in [*REQUIRED, "train/kl_ref", "loss/kl"]:
+        assert key in train_rows[0], key
+    evals = [r for r in rows if "eval/sampled_accuracy" in r]
+    assert [r["train/step"] for r in evals] == [0, 2]
+    assert {"eval/greedy_accuracy", "eval/pass@2"} <= set(evals[0])
+    # the same numbers reached W&B's offline run, with the resolved config
+    wb = read_offline_run(out)
+    logged = [h for h in wb["history"] if "train/reward_mean" in h]
+    assert [h["train/reward_mean"] for h in logged] == pytest.approx(
+        [r["train/reward_mean"] for r in train_rows]
+    )
+    assert wb["config"]["algorithm"]["name"] == "grpo"
+    # run directory: resolved config, seeds, status, checkpoints, the SFT curve of the base
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["status"] == "finished" and info["seed"] == 0 and "sft_seed" in info
+    assert (out / "config.yaml").exists() and (out / "sft_metrics.jsonl").exists()
+    assert (out / "checkpoints" / "step_000002" / "policy" / "model.safetensors").exists()
+    assert Path(info["base_checkpoint"]).parent.parent == cache_dir
+
+
+def test_ppo_end_to_end_reuses_the_sft_base(tmp_path: Path, cache_dir: Path) -> None:
+    bases_before = sorted((cache_dir / "sft").iterdir()) if (cache_dir / "sft").exists() else []
+    out = _run(
+        tmp_path,
+        cache_dir,
+        "algorithm=ppo",
+        "algorithm.prompts_per_step=8",
+        "algorithm.minibatch_size=4",
+    )
+    rows = [r for r in read_jsonl(out / "metrics.jsonl") if "train/reward_mean" in r]
+    for key in [*REQUIRED, "critic/value_loss", "critic/explained_variance", "train/kl_ref"]:
+        assert key in rows[0], key
+    if bases_before:  # the GRPO test ran first with the same SFT settings: no second SFT
+        assert sorted((cache_dir / "sft").iterdir()) == bases_before
+    assert (out / "checkpoints" / "step_000002" / "critic" / "value_head.safetensors").exists()
+
+
+def test_resume_continues_from_the_last_checkpoint(tmp_path: Path, cache_dir: Path) -> None:
+    common = [
+        "algorithm.prompts_per_step=4",
+        "algorithm.group_size=2",
+        "algorithm.minibatch_size=8",
+    ]
+    out = _run(tmp_path, cache_dir, *common)
+    out = _run(tmp_path, cache_dir, *common, "steps=3", "resume=true")
+    steps = [r["train/step"] for r in read_jsonl(out / "metrics.jsonl") if "train/reward_mean" in r]
+    assert steps == [0, 1, 2]
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["resumed_from"].endswith("step_000002") and info["status"] == "finished"

@@ -1,0 +1,64 @@
+"""Reads an offline W&B run file (``run-<id>.wandb``) back, so tests can check what W&B got.
+
+The file is W&B's LevelDB-style log: a 7-byte header (":W&B", magic, version), then 32 KiB blocks
+of records, each ``crc32 (4) | length (2, LE) | type (1) | payload``, types FULL=1, FIRST=2,
+MIDDLE=3, LAST=4; payloads are ``wandb_internal_pb2.Record`` protobufs.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+from wandb.proto import wandb_internal_pb2 as pb
+
+BLOCK = 32 * 1024
+HEADER = 7
+
+
+def _payloads(data: bytes):
+    pos, pending = HEADER, b""
+    while pos + 7 <= len(data):
+        room = BLOCK - pos % BLOCK
+        if room < 7:  # block trailer padding
+            pos += room
+            continue
+        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunk = data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind == 0 and length == 0:
+            pos += BLOCK - pos % BLOCK if pos % BLOCK else 0
+            continue
+        if kind == 1:
+            yield chunk
+        elif kind == 2:
+            pending = chunk
+        elif kind == 3:
+            pending += chunk
+        elif kind == 4:
+            yield pending + chunk
+            pending = b""
+
+
+def read_offline_run(run_dir: Path) -> dict[str, Any]:
+    """``{"run": Record.run, "history": [dict per log call], "config": {...}}`` of the single
+    offline W&B run under ``run_dir/wandb``."""
+    (path,) = Path(run_dir).glob("wandb/offline-run-*/run-*.wandb")
+    out: dict[str, Any] = {"run": None, "history": [], "config": {}}
+    for payload in _payloads(path.read_bytes()):
+        rec = pb.Record()
+        rec.ParseFromString(payload)
+        kind = rec.WhichOneof("record_type")
+        if kind == "run" and out["run"] is None:
+            out["run"] = rec.run
+            out["config"] = {i.key: json.loads(i.value_json) for i in rec.run.config.update}
+        elif kind == "history":
+            out["history"].append(
+                {
+                    i.key or "/".join(i.nested_key): json.loads(i.value_json)
+                    for i in rec.history.item
+                }
+            )
+    return out
