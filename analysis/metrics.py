@@ -4,10 +4,10 @@ Pure numpy/pandas, no I/O. Shapes: P problems, n samples per problem, ks the K v
 
 Maj@K is exact. For a problem, only the counts matter: g samples give the gold answer, w_i give
 the i-th distinct wrong answer, u have no answer (None). A uniform k-subset draws the counts from
-a multivariate hypergeometric law, so with j = gold draws and d = k - j other draws,
+a multivariate hypergeometric law, so with j gold draws and d = k - j other draws,
 
-    Maj@k = sum_j C(g, j) N_j(k - j) / C(n, k),
-    N_j(x) = [(1 + x)^u prod_i (sum_{t<j} C(w_i, t) x^t + y C(w_i, j) x^j)] integrated over y in [0, 1].
+    Maj@k = sum_{j>=1} C(g, j) N_j(k - j) / C(n, k),
+    N_j(d) = int_0^1 [x^d] (1 + x)^u prod_i (sum_{t<j} C(w_i, t) x^t + y C(w_i, j) x^j) dy.
 
 The y-integral gives the tie rule: s - 1 wrong answers tied with gold contribute y^(s-1), and
 int_0^1 y^(s-1) dy = 1/s (y is gold's random tie-break priority). Every term is positive, so
@@ -31,14 +31,18 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
 MAX_N = 1024  # C(1024, 512) ~ 4.5e306: the largest n whose subset counts fit in float64
 _CHUNK = 512  # problems per block, keeps the [block, K] work arrays cache-sized
 _QUAD_ELEMS = 1 << 22  # cap on rows x nodes x degree in the multi-contender product
 
+Answers = Sequence[str | None]
+CI = tuple[float, float, float] | tuple[np.ndarray, np.ndarray, np.ndarray]  # mean, low, high
+
 
 # ------------------------------------------------------------------------------------ helpers
-def _as_int(x, name: str) -> np.ndarray:
+def _as_int(x: ArrayLike, name: str) -> np.ndarray:
     a = np.asarray(x)
     ai = a.astype(np.int64)
     if not np.array_equal(a, ai):
@@ -46,7 +50,7 @@ def _as_int(x, name: str) -> np.ndarray:
     return ai
 
 
-def _parse_ks(k) -> tuple[np.ndarray, bool]:
+def _parse_ks(k: ArrayLike) -> tuple[np.ndarray, bool]:
     """(ks as a 1-D int array, whether k was a scalar)."""
     ks = _as_int(k, "k")
     if ks.ndim > 1 or ks.size == 0:
@@ -87,7 +91,7 @@ def _survival_table(n: np.ndarray, c: np.ndarray, kmax: int) -> np.ndarray:
     return table
 
 
-def pass_at_k(n, c, k):
+def pass_at_k(n: ArrayLike, c: ArrayLike, k: ArrayLike) -> float | np.ndarray:
     """Unbiased Pass@K = 1 - C(n - c, k) / C(n, k) (Chen et al. 2021; theory.md §6).
 
     Uses the stable product C(n-c, k)/C(n, k) = prod_{i=n-c+1}^{n} (1 - k/i)
@@ -112,7 +116,7 @@ def pass_at_k(n, c, k):
     return float(out) if out.ndim == 0 else out
 
 
-def pass_at_k_curve(n, c, ks: Sequence[int]) -> np.ndarray:
+def pass_at_k_curve(n: ArrayLike, c: ArrayLike, ks: ArrayLike) -> np.ndarray:
     """Mean Pass@K over problems for each K in ks: [len(ks)] from per-problem n, c [P]."""
     n_, c_ = np.atleast_1d(n)[:, None], np.atleast_1d(c)[:, None]
     return pass_at_k(n_, c_, np.asarray(ks)[None, :]).mean(axis=0)
@@ -120,21 +124,22 @@ def pass_at_k_curve(n, c, ks: Sequence[int]) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------ Maj@K
 def _mul_trunc(p: np.ndarray, q: np.ndarray, deg: int) -> np.ndarray:
-    """Product of polynomials p [..., a] and q [..., b] (ascending coefficients), degree <= deg."""
+    """Product of polynomials p [..., a] and q [..., b] (ascending coefficients) up to x^deg."""
     if p.shape[-1] > q.shape[-1]:
         p, q = q, p
-    size = min(p.shape[-1] + q.shape[-1] - 1, deg + 1)
-    out = np.zeros(np.broadcast_shapes(p.shape[:-1], q.shape[:-1]) + (size,))
-    for t in range(min(p.shape[-1], size)):
-        m = min(q.shape[-1], size - t)
+    out = np.zeros(np.broadcast_shapes(p.shape[:-1], q.shape[:-1]) + (deg + 1,))
+    for t in range(min(p.shape[-1], deg + 1)):
+        m = min(q.shape[-1], deg + 1 - t)
         out[..., t : t + m] += p[..., t : t + 1] * q[..., :m]
     return out
 
 
-def _one_contender(g, w1, s1, jlim, kmax, table) -> np.ndarray:
+def _one_contender(
+    g: np.ndarray, w1: np.ndarray, s1: np.ndarray, jlim: np.ndarray, kmax: int, table: np.ndarray
+) -> np.ndarray:
     """Numerator of Maj@k, k = 0..K [P, K+1], from the gold counts j > jlim.
 
-    There at most the top wrong answer (count w1) can reach j; everything else (s1 samples) is
+    For these j at most the top wrong answer (count w1) can reach j draws; the s1 others are
     free: sum_j C(g,j) [sum_{t<j} C(w1,t) C(s1,k-j-t) + 1/2 C(w1,j) C(s1,k-2j)]. The (j, t) sum
     is collapsed into h[e = j + t], then multiplied by (1 + x)^s1.
     """
@@ -146,23 +151,23 @@ def _one_contender(g, w1, s1, jlim, kmax, table) -> np.ndarray:
         h[:, 2 * t + 1 :] += b[:, t : t + 1] * a[:, t + 1 : kmax + 1 - t]
         if t:
             h[:, 2 * t] += 0.5 * b[:, t] * a[:, t]  # a tie with the top answer counts 1/2
-    return _mul_trunc(h, table[s1, : kmax + 1], kmax)
+    return _mul_trunc(h, table[s1, : min(kmax, int(s1.max())) + 1], kmax)
 
 
-def _gold_once(w, u, kmax, table) -> np.ndarray:
+def _gold_once(w: np.ndarray, u: np.ndarray, kmax: int, table: np.ndarray) -> np.ndarray:
     """N_1(d), d = 0..K-1 [R, K]: gold drawn once, so every wrong answer is drawn at most once.
 
     int_0^1 prod_i (1 + y w_i x) dy = sum_d e_d(w) x^d / (d + 1); times (1 + x)^u for the Nones.
     """
     e = np.zeros((len(w), kmax))
     e[:, 0] = 1.0
-    for i, col in enumerate(w.T[: kmax - 1]):
-        top = i + 2  # after i + 1 answers the degree is i + 1
+    for i, col in enumerate(w.T):
+        top = min(i + 2, kmax)  # after i + 1 answers the degree is i + 1 (truncated at K - 1)
         e[:, 1:top] = e[:, 1:top] + col[:, None] * e[:, : top - 1]
     return _mul_trunc(e / np.arange(1, kmax + 1), table[u, : int(u.max()) + 1], kmax - 1)
 
 
-def _gold_j(j, big, rest, kmax, table) -> np.ndarray:
+def _gold_j(j: int, big: np.ndarray, rest: np.ndarray, kmax: int, table: np.ndarray) -> np.ndarray:
     """N_j(d), d = 0..K-j [R, K-j+1], for the wrong answers big [R, M] (all counts >= j).
 
     prod_i (sum_{t<j} C(w_i,t) x^t + y C(w_i,j) x^j), integrated over y by Gauss-Legendre
@@ -174,12 +179,14 @@ def _gold_j(j, big, rest, kmax, table) -> np.ndarray:
     for wi in big.T:
         f = np.repeat(table[wi, None, : j + 1], len(y), axis=1)  # [R, Q, j+1]
         f[:, :, j] *= (y + 1) / 2
-        prod = f[:, :, : deg + 1] if prod is None else _mul_trunc(prod, f, deg)
+        prod = f if prod is None else _mul_trunc(prod, f, min(deg, prod.shape[-1] + j - 1))
     integral = np.einsum("rqd,q->rd", prod, wq / 2)
-    return _mul_trunc(integral, table[rest, : deg + 1], deg)
+    return _mul_trunc(integral, table[rest, : min(deg, int(rest.max())) + 1], deg)
 
 
-def _many_contenders(g, w, u, jlim, kmax, table) -> np.ndarray:
+def _many_contenders(
+    g: np.ndarray, w: np.ndarray, u: np.ndarray, jlim: np.ndarray, kmax: int, table: np.ndarray
+) -> np.ndarray:
     """Numerator of Maj@k [P, K+1] from the gold counts 1 <= j <= jlim (several contenders).
 
     Rows are grouped by how many wrong answers reach j, so no work is spent on padding.
@@ -202,7 +209,7 @@ def _many_contenders(g, w, u, jlim, kmax, table) -> np.ndarray:
     return num
 
 
-def _maj_curve(g, w, u, kmax) -> np.ndarray:
+def _maj_curve(g: np.ndarray, w: np.ndarray, u: np.ndarray, kmax: int) -> np.ndarray:
     """Exact Maj@k for k = 0..K, [P, K+1] (column 0 unused), from counts g [P], w [P, M], u [P]."""
     n = g + w.sum(axis=1) + u
     table = _binom(int(n.max()))
@@ -219,7 +226,7 @@ def _maj_curve(g, w, u, kmax) -> np.ndarray:
     return num
 
 
-def _pad_counts(wrong, size: int) -> np.ndarray:
+def _pad_counts(wrong: Sequence[Sequence[int]] | np.ndarray, size: int) -> np.ndarray:
     """Ragged per-problem wrong-answer counts (or an array [P, M]) -> zero-padded [P, M]."""
     if isinstance(wrong, np.ndarray) and wrong.ndim == 2:
         return _as_int(wrong, "wrong_counts")
@@ -232,7 +239,12 @@ def _pad_counts(wrong, size: int) -> np.ndarray:
     return out
 
 
-def maj_at_k_from_counts(gold_count, wrong_counts, none_count, k):
+def maj_at_k_from_counts(
+    gold_count: ArrayLike,
+    wrong_counts: Sequence[int] | Sequence[Sequence[int]] | np.ndarray,
+    none_count: ArrayLike,
+    k: ArrayLike,
+) -> float | np.ndarray:
     """Exact Maj@K from answer counts (multivariate hypergeometric; theory.md §6).
 
     gold_count: int, or [P] for a batch; wrong_counts: the count of each distinct wrong answer,
@@ -243,6 +255,8 @@ def maj_at_k_from_counts(gold_count, wrong_counts, none_count, k):
     ks, scalar_k = _parse_ks(k)
     single = np.ndim(gold_count) == 0
     g = np.atleast_1d(_as_int(gold_count, "gold_count"))
+    if len(g) == 0:
+        return np.zeros((0,) if scalar_k else (0, len(ks)))
     w = _pad_counts([wrong_counts] if single else wrong_counts, len(g))
     u = np.broadcast_to(_as_int(none_count, "none_count"), g.shape).copy()
     if (g < 0).any() or (w < 0).any() or (u < 0).any():
@@ -254,11 +268,13 @@ def maj_at_k_from_counts(gold_count, wrong_counts, none_count, k):
     return (float(out[0]) if scalar_k else out[0]) if single else out
 
 
-def _missing(a) -> bool:
+def _missing(a: object) -> bool:
     return a is None or (isinstance(a, float) and math.isnan(a))
 
 
-def _count_answers(problems, golds) -> tuple[np.ndarray, list[list[int]], np.ndarray]:
+def _count_answers(
+    problems: Sequence[Answers], golds: Sequence[str | None]
+) -> tuple[np.ndarray, list[list[int]], np.ndarray]:
     """Gold counts [P], ragged wrong-answer counts, None counts [P] from answer lists."""
     g, wrong, u = [], [], []
     for answers, gold in zip(problems, golds, strict=True):
@@ -269,7 +285,9 @@ def _count_answers(problems, golds) -> tuple[np.ndarray, list[list[int]], np.nda
     return np.array(g, dtype=np.int64), wrong, np.array(u, dtype=np.int64)
 
 
-def maj_at_k(answers, gold, k):
+def maj_at_k(
+    answers: Answers | Sequence[Answers], gold: str | None | Sequence[str | None], k: ArrayLike
+) -> float | np.ndarray:
     """Exact expected majority-vote accuracy of k samples drawn without replacement (§6).
 
     One problem: answers list[str | None], gold str -> float. A batch: answers
@@ -299,13 +317,15 @@ def _boot_means(v: np.ndarray, n_boot: int, rng: np.random.Generator) -> np.ndar
     return out
 
 
-def _ci(mean: np.ndarray, boot: np.ndarray, alpha: float, shape: tuple):
+def _ci(mean: np.ndarray, boot: np.ndarray, alpha: float, shape: tuple[int, ...]) -> CI:
     low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2], axis=0)
     res = tuple(x.reshape(shape) for x in (mean, low, high))
     return tuple(float(x) for x in res) if shape == () else res
 
 
-def bootstrap_ci(values, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, axis: int = 0):
+def bootstrap_ci(
+    values: ArrayLike, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0, axis: int = 0
+) -> CI:
     """Percentile bootstrap CI of the mean over problems (resampled along `axis`).
 
     Returns (mean, low, high): floats for 1-D values, else arrays of the other axes' shape
@@ -320,8 +340,8 @@ def bootstrap_ci(values, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0,
 
 
 def bootstrap_ci_seeds(
-    per_seed_values: Sequence[np.ndarray], n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
-):
+    per_seed_values: Sequence[ArrayLike], n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> CI:
     """Two-level percentile bootstrap over seeds x problems (theory.md §6).
 
     per_seed_values: one array [P_s, ...] per seed. The statistic is the mean over seeds of the
@@ -391,8 +411,9 @@ def summarize(
 ) -> pd.DataFrame:
     """One row per K: mean pass@K and maj@K over problems with percentile-bootstrap CIs.
 
-    Columns K, pass@K, pass@K_low, pass@K_high, maj@K, maj@K_low, maj@K_high. With
-    seed_column (rows of several training seeds), the CI is the two-level seeds x problems one.
+    Columns K, pass@K, pass@K_low, pass@K_high, maj@K, maj@K_low, maj@K_high. With several
+    training seeds, concatenate their `per_problem_table`s with a seed column and name it in
+    seed_column: the CI is then the two-level seeds x problems one.
     """
     cols = [f"{m}@{k}" for m in ("pass", "maj") for k in ks]
     if seed_column is None:

@@ -150,27 +150,32 @@ def fast_path_supported(model: nn.Module) -> bool:
         cfg.hidden_act == "silu"
         and rope in _STATIC_ROPE
         and all(kind == "full_attention" for kind in layer_types)
+        and model.model.layers[0].self_attn.head_dim % 2 == 0
     )
 
 
 @dataclass
 class _Layer:
-    """One decoder layer's weights; q/k rows permuted so rotary pairs are adjacent."""
+    """One decoder layer, fused for decoding (weights ``[out, in]``, biases may be None).
 
-    ln1: Tensor  # [h]
+    RMSNorm gains are folded into the input columns of ``w_qkv`` / ``w_gu``, and q/k rows are
+    reordered so each rotary pair is adjacent (see :func:`_pair_rows`).
+    """
+
     w_qkv: Tensor  # [(H + 2 Hkv) D, h]
     b_qkv: Tensor | None
-    o_proj: nn.Linear
-    ln2: Tensor  # [h]
-    gate: nn.Linear
-    up: nn.Linear
-    down: nn.Linear
+    w_o: Tensor  # [h, H D]
+    b_o: Tensor | None
+    w_gu: Tensor  # [2 I, h] gate rows then up rows
+    b_gu: Tensor | None
+    w_down: Tensor  # [h, I]
+    b_down: Tensor | None
 
 
-def _rope_interleave(w: Tensor, head_dim: int) -> Tensor:
-    """Reorder rows ``[n·D, ...]`` per head from halves ``(x_i, x_{i+D/2})`` to adjacent pairs.
+def _pair_rows(w: Tensor, head_dim: int) -> Tensor:
+    """Reorder rows ``[n D, ...]`` per head from halves ``(x_i, x_{i+D/2})`` to adjacent pairs.
 
-    Then RoPE's ``rotate_half`` becomes a complex multiply; q·k is unchanged because q and k get
+    RoPE's ``rotate_half`` then becomes a complex multiply; q·k is unchanged because q and k get
     the same permutation.
     """
     half = head_dim // 2
@@ -178,63 +183,84 @@ def _rope_interleave(w: Tensor, head_dim: int) -> Tensor:
     return w.unflatten(0, (-1, head_dim))[:, perm.to(w.device)].flatten(0, 1)
 
 
+def _cat_bias(*linears: nn.Linear, pair: int = 0, head_dim: int = 0) -> Tensor | None:
+    """Concatenated biases of linears (the first ``pair`` of them pair-reordered), or None."""
+    if all(lin.bias is None for lin in linears):
+        return None
+    biases = [
+        lin.bias if lin.bias is not None else lin.weight.new_zeros(lin.out_features)
+        for lin in linears
+    ]
+    return torch.cat([_pair_rows(b, head_dim) if i < pair else b for i, b in enumerate(biases)])
+
+
 def _fuse_layer(layer: nn.Module, head_dim: int) -> _Layer:
     attn, mlp = layer.self_attn, layer.mlp
-    projs = (attn.q_proj, attn.k_proj, attn.v_proj)
-    w = torch.cat([_rope_interleave(p.weight, head_dim) for p in projs[:2]] + [projs[2].weight])
-    b = None
-    if attn.q_proj.bias is not None:
-        qk_b = [_rope_interleave(p.bias, head_dim) for p in projs[:2]]
-        b = torch.cat(qk_b + [projs[2].bias])
+    q, k, v = attn.q_proj, attn.k_proj, attn.v_proj
+    ln1, ln2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
+    w_qkv = torch.cat([_pair_rows(q.weight, head_dim), _pair_rows(k.weight, head_dim), v.weight])
     return _Layer(
-        ln1=layer.input_layernorm.weight,
-        w_qkv=w,
-        b_qkv=b,
-        o_proj=attn.o_proj,
-        ln2=layer.post_attention_layernorm.weight,
-        gate=mlp.gate_proj,
-        up=mlp.up_proj,
-        down=mlp.down_proj,
+        w_qkv=w_qkv * ln1,
+        b_qkv=_cat_bias(q, k, v, pair=2, head_dim=head_dim),
+        w_o=attn.o_proj.weight,
+        b_o=attn.o_proj.bias,
+        w_gu=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]) * ln2,
+        b_gu=_cat_bias(mlp.gate_proj, mlp.up_proj),
+        w_down=mlp.down_proj.weight,
+        b_down=mlp.down_proj.bias,
     )
 
 
-def _rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
-    """HF ``LlamaRMSNorm``: normalise in fp32, cast back, scale. x ``[N, h]``."""
+def _rms_normalize(x: Tensor, eps: float) -> Tensor:
+    """HF ``LlamaRMSNorm`` without its gain (folded into the next matmul); x ``[N, h]``."""
     xf = x.float()
-    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
-    return weight * xf.to(x.dtype)
+    ms = torch.linalg.vector_norm(xf, dim=-1, keepdim=True).square_().div_(x.shape[-1])
+    return (xf * ms.add_(eps).rsqrt_()).to(x.dtype)
 
 
-def _add_linear(x: Tensor, a: Tensor, lin: nn.Linear) -> Tensor:
-    """Residual ``x + lin(a)`` in one ``addmm``; x ``[N, h_out]``, a ``[N, h_in]``."""
-    out = torch.addmm(x, a, lin.weight.t())
-    return out if lin.bias is None else out + lin.bias
+def _add_linear(x: Tensor, a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """Residual ``x + a wᵀ + b`` with the add fused into ``addmm``; x ``[N, out]``, a ``[N, in]``."""
+    out = torch.addmm(x, a, w.t())
+    return out if b is None else out.add_(b)
 
 
-def _rope(x: Tensor, freqs: Tensor) -> Tensor:
-    """Rotate adjacent pairs of x ``[B, n, heads, D]`` by complex freqs ``[B, n, 1, D/2]``."""
-    xc = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))
-    return torch.view_as_real(xc * freqs).flatten(-2).to(x.dtype)
+def _rope(x: Tensor, freqs: Tensor, out: Tensor | None = None) -> Tensor:
+    """Rotate adjacent pairs of x ``[B, n, heads, D]`` by complex freqs ``[B, n, 1, D/2]``.
+
+    Writes into ``out`` (same shape, any strides, e.g. a KV-cache slot) when given.
+    """
+    if x.dtype == torch.float32:
+        xc = torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+        if out is None:
+            return torch.view_as_real(xc * freqs).flatten(-2)
+        torch.mul(xc, freqs, out=torch.view_as_complex(out.unflatten(-1, (-1, 2))))
+        return out
+    # No complex type for bf16: rotate in fp32 and cast back.
+    rotated = _rope(x.float(), freqs).to(x.dtype)
+    return rotated if out is None else out.copy_(rotated)
 
 
 class _LlamaDecoder:
     """Llama/Qwen2 decode loop on the HF weights with a preallocated ``[B, Hkv, S, D]`` cache.
 
-    Attention is grouped: the ``G = H / Hkv`` query heads of a kv head form the rows of one
-    ``bmm`` against that head's keys, so GQA needs no ``repeat_kv``.
+    Per layer and step: one qkv matmul, rotary as complex multiplies (k written straight into the
+    cache), attention as ``baddbmm``/``softmax``/``bmm`` with the G = H / Hkv query heads of a kv
+    head as the rows of one product (GQA without ``repeat_kv``), and residual adds fused into
+    ``addmm``. Fused weights are rebuilt per call (they are small next to a rollout) so they never
+    go stale during training.
     """
 
     def __init__(self, model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, max_new: int):
         cfg, core = model.config, model.model
         self.B, self.P = B, P = prompt_ids.shape
-        self.H, self.Hkv = cfg.num_attention_heads, cfg.num_key_value_heads
+        self.H, self.Hkv = H, Hkv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.D = D = core.layers[0].self_attn.head_dim
-        self.eps = cfg.rms_norm_eps
-        self.embed, self.norm, self.lm_head = core.embed_tokens, core.norm.weight, model.lm_head
+        self.eps, self.prompt_ids = cfg.rms_norm_eps, prompt_ids
+        self.embed = core.embed_tokens.weight
+        self.lm_head = model.lm_head.weight * core.norm.weight
         self.layers = [_fuse_layer(layer, D) for layer in core.layers]
-        dtype, dev = self.embed.weight.dtype, prompt_ids.device
-        S = P + max_new
-        self.k = torch.empty(len(self.layers), B, self.Hkv, S, D, dtype=dtype, device=dev)
+        dtype, dev, S = self.embed.dtype, prompt_ids.device, P + max_new
+        self.k = torch.empty(len(self.layers), B, Hkv, S, D, dtype=dtype, device=dev)
         self.v = torch.empty_like(self.k)
 
         # Rotary table for every position, exactly as HF's rotary_emb (incl. attention_scaling).
@@ -246,46 +272,52 @@ class _LlamaDecoder:
         step_pos = mask.sum(1)[None, :] + torch.arange(max_new, device=dev)[:, None]
         self.step_freqs = table[step_pos][:, :, None, None]  # [max_new, B, 1, 1, D/2]
 
-        neg = torch.finfo(dtype).min
+        # Additive masks; a pad query may see itself so that no softmax row is all -inf.
+        neg, G = torch.finfo(dtype).min, H // Hkv
         keys = torch.cat([mask, mask.new_ones(B, max_new)], dim=1)  # [B, S]
         step_bias = torch.zeros(B, S, dtype=dtype, device=dev).masked_fill(~keys, neg)
-        self.step_bias = step_bias.repeat_interleave(self.Hkv, 0)[:, None]  # [B Hkv, 1, S]
-        # Prefill: causal and padding mask; a pad query sees itself so no row is all -inf.
+        self.step_bias = step_bias.repeat_interleave(Hkv, 0)[:, None]  # [B Hkv, 1, S]
         causal = torch.ones(P, P, dtype=torch.bool, device=dev).tril()
-        eye = torch.eye(P, dtype=torch.bool, device=dev)
-        allowed = causal & (mask[:, None, :] | eye)  # [B, P(query), P(key)]
+        allowed = causal & (mask[:, None, :] | torch.eye(P, dtype=torch.bool, device=dev))
         bias = torch.zeros(B, P, P, dtype=dtype, device=dev).masked_fill(~allowed, neg)
-        G = self.H // self.Hkv
-        self.prefill_bias = (
-            bias[:, None, :, None].expand(B, self.Hkv, P, G, P).reshape(B * self.Hkv, P * G, P)
-        )
-        self.prompt_ids = prompt_ids
+        bias = bias[:, None, :, None].expand(B, Hkv, P, G, P)
+        self.prefill_bias = bias.reshape(B * Hkv, P * G, P)  # rows ordered (query, group)
 
     def _attention(self, x: Tensor, i: int, freqs: Tensor, bias: Tensor, s0: int) -> Tensor:
-        """Self-attention block of layer i for n new tokens at cache slots ``s0 …``; x ``[B n, h]``."""
+        """Attention block of layer i for n new tokens at cache slots ``s0 …``; x ``[B n, h]``."""
         B, H, Hkv, D, lw = self.B, self.H, self.Hkv, self.D, self.layers[i]
-        n, G, s = x.shape[0] // B, H // Hkv, s0 + x.shape[0] // B
-        proj = F.linear(_rms_norm(x, lw.ln1, self.eps), lw.w_qkv, lw.b_qkv)
-        qk = _rope(proj[:, : (H + Hkv) * D].view(B, n, H + Hkv, D), freqs)
-        self.k[i, :, :, s0:s] = qk[:, :, H:].transpose(1, 2)
-        self.v[i, :, :, s0:s] = proj[:, (H + Hkv) * D :].view(B, n, Hkv, D).transpose(1, 2)
-        q = qk[:, :, :H].reshape(B, n, Hkv, G, D).transpose(1, 2).reshape(B * Hkv, n * G, D)
+        n, G = x.shape[0] // B, H // Hkv
+        s = s0 + n
+        proj = F.linear(_rms_normalize(x, self.eps), lw.w_qkv, lw.b_qkv)
+        q = _rope(proj[:, : H * D].view(B, n, H, D), freqs)
+        _rope(
+            proj[:, H * D : (H + Hkv) * D].view(B, n, Hkv, D),
+            freqs,
+            out=self.k[i, :, :, s0:s].transpose(1, 2),
+        )
+        self.v[i, :, :, s0:s].copy_(proj[:, (H + Hkv) * D :].view(B, n, Hkv, D).transpose(1, 2))
+        q = q.view(B, n, Hkv, G, D).transpose(1, 2).reshape(B * Hkv, n * G, D)
         keys = self.k[i, :, :, :s].reshape(B * Hkv, s, D).transpose(1, 2)
         scores = torch.baddbmm(bias, q, keys, alpha=D**-0.5)
-        probs = scores.softmax(-1, dtype=torch.float).to(x.dtype)
+        probs = (
+            scores.softmax(-1)
+            if scores.dtype == torch.float32
+            else scores.float().softmax(-1).to(x.dtype)
+        )
         out = torch.bmm(probs, self.v[i, :, :, :s].reshape(B * Hkv, s, D))
         out = out.view(B, Hkv, n, G, D).transpose(1, 2).reshape(B * n, H * D)
-        return _add_linear(x, out, lw.o_proj)
+        return _add_linear(x, out, lw.w_o, lw.b_o)
 
     def _forward(self, ids: Tensor, freqs: Tensor, bias: Tensor, s0: int) -> Tensor:
-        """Run all layers on ids ``[B, n]`` at cache slots ``s0 … s0+n−1``; logits of the last."""
-        x = self.embed(ids.reshape(-1))  # [B n, h]
+        """All layers on ids ``[B, n]`` at cache slots ``s0 … s0+n−1``; last logits ``[B, V]``."""
+        x = F.embedding(ids.reshape(-1), self.embed)  # [B n, h]
         for i, lw in enumerate(self.layers):
             x = self._attention(x, i, freqs, bias, s0)
-            h = _rms_norm(x, lw.ln2, self.eps)
-            x = _add_linear(x, F.silu(lw.gate(h)).mul_(lw.up(h)), lw.down)
+            gu = F.linear(_rms_normalize(x, self.eps), lw.w_gu, lw.b_gu)
+            inter = gu.shape[1] // 2
+            x = _add_linear(x, F.silu(gu[:, :inter]).mul_(gu[:, inter:]), lw.w_down, lw.b_down)
         last = x.view(self.B, -1, x.shape[-1])[:, -1]
-        return self.lm_head(_rms_norm(last, self.norm, self.eps)).float()
+        return F.linear(_rms_normalize(last, self.eps), self.lm_head).float()
 
     def prefill(self) -> Tensor:
         return self._forward(self.prompt_ids, self.prefill_freqs, self.prefill_bias, 0)

@@ -39,6 +39,9 @@ def _hydra_names(cfg: DictConfig) -> tuple[str | None, str | None, list[str]]:
     hc = HydraConfig.get()
     overrides = list(hc.overrides.task)
     name = cfg.logger.run_name or hc.job.override_dirname or "default"
+    if hc.mode is not None and hc.mode.name == "MULTIRUN":
+        name = f"{hc.job.num}:{name}"
+    name = name if len(name) <= 128 else name[:125] + "..."
     group = cfg.logger.group
     if group is None and hc.mode is not None and hc.mode.name == "MULTIRUN":
         group = str(Path(hc.sweep.dir)).replace("/", "_")

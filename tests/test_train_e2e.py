@@ -108,3 +108,24 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path, cache_dir: Pa
     assert steps == [0, 1, 2]
     info = json.loads((out / "run_info.json").read_text())
     assert info["resumed_from"].endswith("step_000002") and info["status"] == "finished"
+
+
+def test_multirun_sweep_gives_one_run_dir_and_one_wandb_run_each_in_one_group(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    sweep = tmp_path / "sweep"
+    cmd = [
+        sys.executable, "-c", "from rlexp.train import main; main()", "-m", "algorithm=ppo,grpo", "seed=0,1",
+        *TINY, "steps=1", "eval_every=1", "algorithm.prompts_per_step=4", "algorithm.minibatch_size=4",
+        f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}",
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = sorted(p for p in sweep.iterdir() if (p / "metrics.jsonl").exists())
+    assert len(runs) == 4
+    groups = {read_offline_run(r)["run"].run_group for r in runs}
+    assert len(groups) == 1 and groups != {""}
+    names = {read_offline_run(r)["run"].display_name for r in runs}
+    assert len(names) == 4
+    assert all(json.loads((r / "run_info.json").read_text())["status"] == "finished" for r in runs)
