@@ -172,6 +172,19 @@ class SFTConfig:
 
 
 @dataclass
+class StudyConfig:
+    """``rlexp-study``: SFT → RL (per seed) → evaluation of both with n samples → analysis."""
+
+    seeds: list[int] = field(default_factory=lambda: [0])
+    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    n_samples: int = 64
+    n_problems: int = 500
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 1024
+
+
+@dataclass
 class RootConfig:
     algorithm: AlgorithmConfig = MISSING
     advantage: Any = MISSING
@@ -182,6 +195,7 @@ class RootConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0
     steps: int = 100
     eval_every: int = 25
@@ -193,10 +207,33 @@ class RootConfig:
     threads: int = 0  # torch intra-op threads; 0 = torch's default
 
 
+@dataclass
+class EvalJobConfig:
+    """``rlexp-eval``: n samples per held-out problem from one checkpoint, scored by the verifier."""
+
+    task: Any = MISSING
+    checkpoint: str = MISSING  # a save_pretrained folder (run_dir/checkpoints/step_N/policy, ...)
+    label: str = "model"  # the model's name in tables and figures (e.g. SFT, RL)
+    seed: int = 0
+    split: str = "test"  # test | train
+    n_problems: int | None = 500  # null: the whole split
+    n_samples: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    greedy: bool = False  # one greedy completion per problem instead of n samples
+    max_new_tokens: int = 48
+    batch_size: int = 1024  # completions per sampling call
+    chunk_problems: int = 50  # problems per written part; a restart resumes at the next part
+    output_dir: str = MISSING
+    device: str = "auto"
+    dtype: str = "auto"
+
+
 def register_configs() -> None:
     """Register every schema; YAML options refer to them by these names."""
     cs = ConfigStore.instance()
     cs.store(name="root_schema", node=RootConfig)
+    cs.store(name="eval_job_schema", node=EvalJobConfig)
     cs.store(group="algorithm", name="algorithm_schema", node=AlgorithmConfig)
     cs.store(group="advantage", name="gae_schema", node=GAEConfig)
     cs.store(group="advantage", name="group_relative_schema", node=GroupRelativeConfig)

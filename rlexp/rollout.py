@@ -156,19 +156,19 @@ def fast_path_supported(model: nn.Module) -> bool:
 
 @dataclass
 class _Layer:
-    """One decoder layer, fused for decoding (weights ``[out, in]``, biases may be None).
+    """One decoder layer, fused for decoding: weights transposed ``[in, out]``, biases or None.
 
-    RMSNorm gains are folded into the input columns of ``w_qkv`` / ``w_gu``, and q/k rows are
-    reordered so each rotary pair is adjacent (see :func:`_pair_rows`).
+    ``√h ·`` RMSNorm gains are folded into the input rows of ``w_qkv`` / ``w_gu`` (see
+    :func:`_rms_normalize`), and q/k columns are reordered so each rotary pair is adjacent.
     """
 
-    w_qkv: Tensor  # [(H + 2 Hkv) D, h]
+    w_qkv: Tensor  # [h, (H + 2 Hkv) D]
     b_qkv: Tensor | None
-    w_o: Tensor  # [h, H D]
+    w_o: Tensor  # [H D, h]
     b_o: Tensor | None
-    w_gu: Tensor  # [2 I, h] gate rows then up rows
+    w_gu: Tensor  # [h, 2 I] gate columns then up columns
     b_gu: Tensor | None
-    w_down: Tensor  # [h, I]
+    w_down: Tensor  # [I, h]
     b_down: Tensor | None
 
 
@@ -197,30 +197,41 @@ def _cat_bias(*linears: nn.Linear, pair: int = 0, head_dim: int = 0) -> Tensor |
 def _fuse_layer(layer: nn.Module, head_dim: int) -> _Layer:
     attn, mlp = layer.self_attn, layer.mlp
     q, k, v = attn.q_proj, attn.k_proj, attn.v_proj
-    ln1, ln2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
+    root_h = layer.input_layernorm.weight.shape[0] ** 0.5
+    ln1 = layer.input_layernorm.weight * root_h
+    ln2 = layer.post_attention_layernorm.weight * root_h
     w_qkv = torch.cat([_pair_rows(q.weight, head_dim), _pair_rows(k.weight, head_dim), v.weight])
+    w_gu = torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight])
     return _Layer(
-        w_qkv=w_qkv * ln1,
+        w_qkv=(w_qkv * ln1).t().contiguous(),
         b_qkv=_cat_bias(q, k, v, pair=2, head_dim=head_dim),
-        w_o=attn.o_proj.weight,
+        w_o=attn.o_proj.weight.t(),
         b_o=attn.o_proj.bias,
-        w_gu=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]) * ln2,
+        w_gu=(w_gu * ln2).t().contiguous(),
         b_gu=_cat_bias(mlp.gate_proj, mlp.up_proj),
-        w_down=mlp.down_proj.weight,
+        w_down=mlp.down_proj.weight.t(),
         b_down=mlp.down_proj.bias,
     )
 
 
-def _rms_normalize(x: Tensor, eps: float) -> Tensor:
-    """HF ``LlamaRMSNorm`` without its gain (folded into the next matmul); x ``[N, h]``."""
+def _rms_normalize(x: Tensor, h_eps: Tensor) -> Tensor:
+    """``x · rsqrt(Σx² + h·eps)`` = HF ``LlamaRMSNorm(x) / (√h · gain)``; x ``[N, h]``.
+
+    ``√h · gain`` is folded into the next matmul; ``h_eps`` is a 0-dim fp32 tensor.
+    """
     xf = x.float()
-    ms = torch.linalg.vector_norm(xf, dim=-1, keepdim=True).square_().div_(x.shape[-1])
-    return (xf * ms.add_(eps).rsqrt_()).to(x.dtype)
+    norm = torch.linalg.vector_norm(xf, dim=-1, keepdim=True)
+    return (xf * norm.mul_(norm).add_(h_eps).rsqrt_()).to(x.dtype)
 
 
-def _add_linear(x: Tensor, a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    """Residual ``x + a wᵀ + b`` with the add fused into ``addmm``; x ``[N, out]``, a ``[N, in]``."""
-    out = torch.addmm(x, a, w.t())
+def _matmul(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """``x w + b``; x ``[N, in]``, w ``[in, out]``."""
+    return torch.mm(x, w) if b is None else torch.addmm(b, x, w)
+
+
+def _add_matmul(x: Tensor, a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """Residual ``x + a w + b`` with the add fused into ``addmm``; a ``[N, in]``, w ``[in, out]``."""
+    out = torch.addmm(x, a, w)
     return out if b is None else out.add_(b)
 
 
@@ -252,16 +263,26 @@ class _LlamaDecoder:
 
     def __init__(self, model: nn.Module, prompt_ids: Tensor, prompt_mask: Tensor, max_new: int):
         cfg, core = model.config, model.model
-        self.B, self.P = B, P = prompt_ids.shape
         self.H, self.Hkv = H, Hkv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.D = D = core.layers[0].self_attn.head_dim
-        self.eps, self.prompt_ids = cfg.rms_norm_eps, prompt_ids
-        self.embed = core.embed_tokens.weight
-        self.lm_head = model.lm_head.weight * core.norm.weight
+        if prompt_ids.device.type == "cpu":
+            # PyTorch's CPU bmm drops to a scalar loop below 400 multiply-adds per matrix
+            # (G·D·keys); extra left padding, which is masked, keeps it on the BLAS path.
+            min_len = 400 // (H // Hkv * D) + 1
+            pad = max(0, min_len - prompt_ids.shape[1])
+            prompt_ids, prompt_mask = F.pad(prompt_ids, (pad, 0)), F.pad(prompt_mask, (pad, 0))
+        self.B, self.P = B, P = prompt_ids.shape
+        self.prompt_ids, self.embed = prompt_ids, core.embed_tokens.weight
+        dtype, dev, S, h = self.embed.dtype, prompt_ids.device, P + max_new, cfg.hidden_size
+        self.h_eps = torch.tensor(h * cfg.rms_norm_eps, device=dev)
+        self.lm_head = (model.lm_head.weight * (core.norm.weight * h**0.5)).t().contiguous()
         self.layers = [_fuse_layer(layer, D) for layer in core.layers]
-        dtype, dev, S = self.embed.dtype, prompt_ids.device, P + max_new
-        self.k = torch.empty(len(self.layers), B, Hkv, S, D, dtype=dtype, device=dev)
-        self.v = torch.empty_like(self.k)
+        k = torch.empty(len(self.layers), B, Hkv, S, D, dtype=dtype, device=dev)
+        v = torch.empty_like(k)
+        # Per-layer views: slots [B, S, Hkv, D] to write, rows [B Hkv, S, D] to attend over.
+        self.k_slots, self.v_slots = k.transpose(2, 3).unbind(0), v.transpose(2, 3).unbind(0)
+        self.k_rows_t = k.view(-1, B * Hkv, S, D).transpose(2, 3).unbind(0)  # [B Hkv, D, S]
+        self.v_rows = v.view(-1, B * Hkv, S, D).unbind(0)
 
         # Rotary table for every position, exactly as HF's rotary_emb (incl. attention_scaling).
         rot = core.rotary_emb
@@ -288,36 +309,34 @@ class _LlamaDecoder:
         B, H, Hkv, D, lw = self.B, self.H, self.Hkv, self.D, self.layers[i]
         n, G = x.shape[0] // B, H // Hkv
         s = s0 + n
-        proj = F.linear(_rms_normalize(x, self.eps), lw.w_qkv, lw.b_qkv)
+        proj = _matmul(_rms_normalize(x, self.h_eps), lw.w_qkv, lw.b_qkv)
         q = _rope(proj[:, : H * D].view(B, n, H, D), freqs)
-        _rope(
-            proj[:, H * D : (H + Hkv) * D].view(B, n, Hkv, D),
-            freqs,
-            out=self.k[i, :, :, s0:s].transpose(1, 2),
-        )
-        self.v[i, :, :, s0:s].copy_(proj[:, (H + Hkv) * D :].view(B, n, Hkv, D).transpose(1, 2))
-        q = q.view(B, n, Hkv, G, D).transpose(1, 2).reshape(B * Hkv, n * G, D)
-        keys = self.k[i, :, :, :s].reshape(B * Hkv, s, D).transpose(1, 2)
-        scores = torch.baddbmm(bias, q, keys, alpha=D**-0.5)
-        probs = (
-            scores.softmax(-1)
-            if scores.dtype == torch.float32
-            else scores.float().softmax(-1).to(x.dtype)
-        )
-        out = torch.bmm(probs, self.v[i, :, :, :s].reshape(B * Hkv, s, D))
+        k_new = proj[:, H * D : (H + Hkv) * D].view(B, n, Hkv, D)
+        _rope(k_new, freqs, out=self.k_slots[i][:, s0:s])
+        self.v_slots[i][:, s0:s] = proj[:, (H + Hkv) * D :].view(B, n, Hkv, D)
+        if n == 1:  # decode: the rows of kv head j are its G query heads, already contiguous
+            q = q.view(B * Hkv, G, D)
+        else:
+            q = q.view(B, n, Hkv, G, D).transpose(1, 2).reshape(B * Hkv, n * G, D)
+        scores = torch.baddbmm(bias, q, self.k_rows_t[i][:, :, :s], alpha=D**-0.5)
+        if scores.dtype == torch.float32:
+            probs = scores.softmax(-1)
+        else:  # softmax in fp32, like HF
+            probs = scores.float().softmax(-1).to(x.dtype)
+        out = torch.bmm(probs, self.v_rows[i][:, :s])
         out = out.view(B, Hkv, n, G, D).transpose(1, 2).reshape(B * n, H * D)
-        return _add_linear(x, out, lw.w_o, lw.b_o)
+        return _add_matmul(x, out, lw.w_o, lw.b_o)
 
     def _forward(self, ids: Tensor, freqs: Tensor, bias: Tensor, s0: int) -> Tensor:
         """All layers on ids ``[B, n]`` at cache slots ``s0 … s0+n−1``; last logits ``[B, V]``."""
         x = F.embedding(ids.reshape(-1), self.embed)  # [B n, h]
         for i, lw in enumerate(self.layers):
             x = self._attention(x, i, freqs, bias, s0)
-            gu = F.linear(_rms_normalize(x, self.eps), lw.w_gu, lw.b_gu)
+            gu = _matmul(_rms_normalize(x, self.h_eps), lw.w_gu, lw.b_gu)
             inter = gu.shape[1] // 2
-            x = _add_linear(x, F.silu(gu[:, :inter]).mul_(gu[:, inter:]), lw.w_down, lw.b_down)
+            x = _add_matmul(x, F.silu(gu[:, :inter]).mul_(gu[:, inter:]), lw.w_down, lw.b_down)
         last = x.view(self.B, -1, x.shape[-1])[:, -1]
-        return F.linear(_rms_normalize(last, self.eps), self.lm_head).float()
+        return torch.mm(_rms_normalize(last, self.h_eps), self.lm_head).float()
 
     def prefill(self) -> Tensor:
         return self._forward(self.prompt_ids, self.prefill_freqs, self.prefill_bias, 0)

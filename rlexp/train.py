@@ -196,8 +196,13 @@ def _first_eval(run_dir: Path) -> dict:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
+    return main_guard(run, cfg)
+
+
+def main_guard(fn, cfg: DictConfig):
+    """Call ``fn(cfg)``; a ConfigError becomes one clear line and exit code 2."""
     try:
-        return run(cfg)
+        return fn(cfg)
     except ConfigError as err:  # one clear line, not a traceback from deep inside
         print(f"rlexp: config error: {err}", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,206 @@
+"""Paper figures: Pass@K / Maj@K curves, learning curves across seeds, the SFT curve.
+
+Every function builds a matplotlib Figure (no pyplot state) in the paper style, saves PDF + PNG
+with `save_figure` and returns the written paths.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+from analysis.load import SFT_STEP, STEP
+from analysis.style import (
+    COLUMN_WIDTH,
+    model_color,
+    model_marker,
+    paper_style,
+    save_figure,
+    series_styles,
+)
+
+LABELS = {
+    "train/reward_mean": "mean reward",
+    "train/accuracy": "train accuracy",
+    "train/kl_ref": "KL to reference",
+    "train/entropy": "entropy",
+    "loss/policy": "policy loss",
+    "eval/sampled_accuracy": "eval accuracy (sampled)",
+    "eval/greedy_accuracy": "eval accuracy (greedy)",
+    "sft/heldout_loss": "held-out loss",
+    "sft/greedy_accuracy": "greedy",
+    "sft/sampled_accuracy": "sampled",
+    STEP: "RL step",
+    SFT_STEP: "SFT step",
+}
+WIDE = (6.0, 2.3)  # two panels side by side
+
+
+def label(key: str) -> str:
+    """Axis label for a metric key (the key itself when it has no nicer name)."""
+    return LABELS.get(key, key)
+
+
+def _log2_axis(ax: Axes, ks: Sequence[int]) -> None:
+    """Log2 x-axis with integer tick labels at the Ks (powers of two when there are many)."""
+    ks = sorted(int(k) for k in ks)
+    ticks = ks if len(ks) <= 8 else [2**i for i in range(int(np.log2(ks[-1])) + 1)]
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlim(ks[0] / 1.3, ks[-1] * 1.3)
+
+
+def _tight_ylim(lows: np.ndarray, highs: np.ndarray) -> tuple[float, float]:
+    """Accuracy limits hugging the data (and the CI bands), never beyond [0, 1] plus a margin."""
+    lo, hi = float(np.nanmin(lows)), float(np.nanmax(highs))
+    pad = max(0.03, 0.08 * (hi - lo))
+    return max(0.0, lo - pad), min(1.0, hi) + pad
+
+
+def plot_passk_majk(summary_df: pd.DataFrame, path: str | Path) -> list[Path]:
+    """Maj@K (left) and Pass@K (right) vs K, one line + CI band per model.
+
+    summary_df: `analysis.metrics.summarize` rows with a `model` column (models in order).
+    """
+    models = list(dict.fromkeys(summary_df["model"]))
+    metrics = (("maj@K", "Maj@K"), ("pass@K", "Pass@K"))
+    with paper_style():
+        fig = Figure(figsize=WIDE, layout="constrained")
+        axes = fig.subplots(1, 2, sharey=True)
+        for ax, (col, title) in zip(axes, metrics, strict=True):
+            for i, model in enumerate(models):
+                d = summary_df[summary_df["model"] == model].sort_values("K")
+                color = model_color(model, i)
+                band = d[f"{col}_low"], d[f"{col}_high"]
+                ax.fill_between(d["K"], *band, color=color, alpha=0.18, linewidth=0)
+                ax.plot(d["K"], d[col], color=color, marker=model_marker(model, i), label=model)
+            _log2_axis(ax, summary_df["K"].unique())
+            ax.set(title=title, xlabel="$K$")
+        lows = summary_df[[f"{c}_low" for c, _ in metrics]].to_numpy()
+        highs = summary_df[[f"{c}_high" for c, _ in metrics]].to_numpy()
+        axes[0].set(ylabel="accuracy", ylim=_tight_ylim(lows, highs))
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside upper center", ncol=len(models))
+        return save_figure(fig, path)
+
+
+def seed_band(
+    values: np.ndarray, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean over runs and its percentile-bootstrap CI (runs resampled), per step.
+
+    values: [S, R] (steps x runs), NaN where a run has no value at a step.
+    Returns (mean, low, high), each [S]; low = high = mean with a single run.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    present = ~np.isnan(v)
+    mean = np.nansum(v, axis=1) / np.maximum(present.sum(axis=1), 1)
+    mean[~present.any(axis=1)] = np.nan
+    if v.shape[1] < 2:
+        return mean, mean.copy(), mean.copy()
+    picks = np.random.default_rng(seed).integers(0, v.shape[1], size=(n_boot, v.shape[1]))
+    low, high = np.full_like(mean, np.nan), np.full_like(mean, np.nan)
+    rows = np.flatnonzero(present.any(axis=1))
+    block = max(1, (1 << 22) // (n_boot * v.shape[1]))
+    filled = np.nan_to_num(v)
+    for lo in range(0, len(rows), block):
+        r = rows[lo : lo + block]
+        with np.errstate(invalid="ignore"):  # NaN where a replicate drew no run with a value
+            boot = filled[r][:, picks].sum(axis=2) / present[r][:, picks].sum(axis=2)
+        low[r], high[r] = np.nanquantile(boot, [alpha / 2, 1 - alpha / 2], axis=1)
+    return mean, low, high
+
+
+def _ordered(values: pd.Series) -> list:
+    uniq = values.dropna().unique().tolist()
+    try:
+        return sorted(uniq)
+    except TypeError:
+        return sorted(uniq, key=str)
+
+
+def plot_learning_curves(
+    df: pd.DataFrame,
+    metric: str,
+    hue: str | None,
+    path: str | Path,
+    step: str = STEP,
+    unit: str = "run",
+    smooth: int = 1,
+    n_boot: int = 1000,
+) -> list[Path]:
+    """Mean and 95% bootstrap CI across runs (seeds) of `metric` vs `step`, a line per hue value.
+
+    df: tidy, one row per run per step (`load_sweep`); without a `unit` column it is one run.
+    smooth > 1 averages each run over a trailing window of that many logged points first.
+    """
+    df = df if unit in df else df.assign(**{unit: "run"})
+    data = df.dropna(subset=[step, metric]).sort_values(step)
+    if data.empty:
+        raise ValueError(f"no values of {metric!r} to plot")
+    if smooth > 1:
+        roll = data.groupby(unit)[metric].transform(lambda s: s.rolling(smooth, 1).mean())
+        data = data.assign(**{metric: roll})
+    groups = _ordered(data[hue]) if hue else [None]
+    styles = series_styles([str(g) for g in groups])
+    with paper_style():
+        fig = Figure(figsize=(COLUMN_WIDTH, 2.4), layout="constrained")
+        ax = fig.subplots()
+        for group in groups:
+            part = data if hue is None else data[data[hue] == group]
+            wide = part.pivot_table(index=step, columns=unit, values=metric, aggfunc="last")
+            mean, low, high = seed_band(wide.to_numpy(), n_boot)
+            color, marker = styles[str(group)]
+            ax.fill_between(wide.index, low, high, color=color, alpha=0.2, linewidth=0)
+            dense = len(wide) > 30  # many logged steps: thin lines, no markers
+            line = {"linewidth": 1.0} if dense else {"marker": marker}
+            ax.plot(wide.index, mean, color=color, label=str(group), **line)
+        ax.set(xlabel=label(step), ylabel=label(metric))
+        if hue is not None:  # below the axes: never covers a curve
+            ncol = min(len(groups), 4 if max(len(str(g)) for g in groups) <= 10 else 2)
+            title = None if hue == "setting" else hue
+            fig.legend(title=title, loc="outside lower center", ncol=ncol)
+        return save_figure(fig, path)
+
+
+def plot_sft_curve(sft_df: pd.DataFrame, path: str | Path, plateau: float = 0.2) -> list[Path]:
+    """Held-out loss (left) and greedy / sampled accuracy (right) vs SFT step.
+
+    The last `plateau` fraction of the steps is shaded and the final loss drawn dashed, so a
+    converged base shows a flat curve inside the shaded window.
+    """
+    loss = sft_df.dropna(subset=[SFT_STEP, "sft/heldout_loss"]).sort_values(SFT_STEP)
+    if loss.empty:
+        raise ValueError("sft_metrics has no sft/heldout_loss values")
+    accs = [c for c in ("sft/greedy_accuracy", "sft/sampled_accuracy") if sft_df.get(c) is not None]
+    accs = [c for c in accs if sft_df[c].notna().any()]
+    first, last = loss[SFT_STEP].iloc[0], loss[SFT_STEP].iloc[-1]
+    start = last - plateau * (last - first)
+    with paper_style():
+        fig = Figure(figsize=WIDE if accs else (COLUMN_WIDTH, 2.3), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, 2 if accs else 1))
+        for ax in axes:
+            ax.axvspan(start, last, color="0.9", linewidth=0, zorder=0)
+        ax = axes[0]
+        marker = "o" if len(loss) <= 20 else None
+        ax.plot(loss[SFT_STEP], loss["sft/heldout_loss"], color=model_color("SFT"), marker=marker)
+        ax.axhline(loss["sft/heldout_loss"].iloc[-1], color="0.4", linestyle="--", linewidth=0.8)
+        ax.set(xlabel=label(SFT_STEP), ylabel=label("sft/heldout_loss"))
+        note = f" last {plateau:.0%}"
+        ax.text(start, 1.0, note, transform=ax.get_xaxis_transform(), va="top", fontsize=7)
+        if accs:
+            for col, color, marker in zip(accs, ("#0072B2", "#009E73"), "os", strict=False):
+                d = sft_df.dropna(subset=[SFT_STEP, col]).sort_values(SFT_STEP)
+                ax2 = axes[1]
+                ax2.plot(d[SFT_STEP], d[col], color=color, marker=marker, label=label(col))
+            ax2.set(xlabel=label(SFT_STEP), ylabel="held-out accuracy", ylim=(0, 1.02))
+            ax2.legend(loc="best")
+        return save_figure(fig, path)

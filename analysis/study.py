@@ -1,0 +1,298 @@
+"""The DeepSeekMath Pass@K / Maj@K study (theory.md §7): tables, figures and a computed report.
+
+A study directory holds study.json (ks, seeds), eval/<name>/ (one per model and seed) and
+runs/seed_<s>/ (the RL runs, with the SFT curve). Every statement in report.md is derived from
+the measured numbers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.load import SFT_STEP, load_eval, load_metrics
+from analysis.metrics import per_problem_table, summarize
+from analysis.plots import plot_passk_majk, plot_sft_curve
+
+BASE_LABELS = ("sft", "base", "instruct")
+COLUMNS = ["model", "K"] + [f"{m}@K{s}" for m in ("pass", "maj") for s in ("", "_low", "_high")]
+COLUMNS.append("seeds")
+
+
+# ------------------------------------------------------------------------------------ tables
+def default_ks(n: int) -> list[int]:
+    """1, 2, 4, ... up to n samples."""
+    return [2**i for i in range(int(np.log2(max(n, 1))) + 1)]
+
+
+def model_order(labels: Sequence[str]) -> list[str]:
+    """The base (SFT) model first, then RL, then the rest alphabetically."""
+
+    def rank(m: str) -> tuple[int, str]:
+        return (0 if m.lower() in BASE_LABELS else 1 if m.lower() == "rl" else 2, m)
+
+    return sorted(set(labels), key=rank)
+
+
+def study_per_problem(
+    evals: Sequence[tuple[pd.DataFrame, dict]], ks: Sequence[int]
+) -> pd.DataFrame:
+    """Per-problem pass@k / maj@k of every eval, with model and seed columns."""
+    tables, seen = [], set()
+    for samples, summary in evals:
+        key = (str(summary.get("model", "model")), int(summary.get("seed", 0)))
+        if key in seen:
+            raise ValueError(f"two evals of model {key[0]!r} with seed {key[1]}")
+        seen.add(key)
+        n_min = int(samples.groupby("problem_id").size().min())
+        if max(ks) > n_min:
+            raise ValueError(f"K = {max(ks)} > {n_min} samples of model {key[0]!r}, seed {key[1]}")
+        tables.append(per_problem_table(samples, ks).assign(model=key[0], seed=key[1]))
+    return pd.concat(tables, ignore_index=True)
+
+
+def summarize_models(
+    per_problem: pd.DataFrame, ks: Sequence[int], n_boot: int = 1000, seed: int = 0
+) -> pd.DataFrame:
+    """`summarize` per model: CIs over problems, or over seeds x problems with several seeds."""
+    rows = []
+    for model in model_order(per_problem["model"].unique()):
+        table = per_problem[per_problem["model"] == model]
+        n_seeds = table["seed"].nunique()
+        column = "seed" if n_seeds > 1 else None
+        summary = summarize(table, ks, n_boot=n_boot, seed=seed, seed_column=column)
+        rows.append(summary.assign(model=model, seeds=n_seeds))
+    return pd.concat(rows, ignore_index=True)[COLUMNS]
+
+
+def _escape(text: str) -> str:
+    return "".join("\\" + c if c in "&%$#_{}" else c for c in str(text))
+
+
+def latex_table(summary: pd.DataFrame) -> str:
+    """Booktabs table: a row per K, Maj@K and Pass@K columns per model (best in bold)."""
+    models = list(dict.fromkeys(summary["model"]))
+    wide = summary.pivot(index="K", columns="model", values=["maj@K", "pass@K"])
+    lines = [
+        "\\begin{tabular}{r" + " cc" * len(models) + "}",
+        "\\toprule",
+        " & ".join([""] + [f"\\multicolumn{{2}}{{c}}{{{_escape(m)}}}" for m in models]) + " \\\\",
+        " ".join(f"\\cmidrule(lr){{{2 + 2 * i}-{3 + 2 * i}}}" for i in range(len(models))),
+        " & ".join(["$K$"] + ["Maj@$K$", "Pass@$K$"] * len(models)) + " \\\\",
+        "\\midrule",
+    ]
+    for k, row in wide.iterrows():
+        cells = [str(k)]
+        for m in models:
+            for col in ("maj@K", "pass@K"):
+                text = f"{row[(col, m)]:.3f}"
+                best = len(models) > 1 and row[(col, m)] == row[col].max()
+                cells.append(f"\\textbf{{{text}}}" if best else text)
+        lines.append(" & ".join(cells) + " \\\\")
+    return "\n".join([*lines, "\\bottomrule", "\\end{tabular}", ""])
+
+
+def markdown_table(summary: pd.DataFrame) -> str:
+    """Markdown table: a row per K, Maj@K and Pass@K with 95% CIs per model."""
+    models = list(dict.fromkeys(summary["model"]))
+    head = ["K"] + [f"{m} {name}" for m in models for name in ("Maj@K", "Pass@K")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
+    by = summary.set_index(["K", "model"])
+    for k in sorted(summary["K"].unique()):
+        cells = [str(k)]
+        for m in models:
+            r = by.loc[(k, m)]
+            for c in ("maj@K", "pass@K"):
+                cells.append(f"{r[c]:.3f} [{r[c + '_low']:.3f}, {r[c + '_high']:.3f}]")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ numbers
+def compare(summary: pd.DataFrame, base: str, treated: str) -> dict[str, Any]:
+    """Key numbers of treated (RL) vs base (SFT) from a `summarize_models` frame."""
+    b = summary[summary["model"] == base].set_index("K").sort_index()
+    t = summary[summary["model"] == treated].set_index("K").sort_index()
+    ks = [int(k) for k in b.index.intersection(t.index)]
+    b, t = b.loc[ks], t.loc[ks]
+    maj_gap, pass_gap = t["maj@K"] - b["maj@K"], t["pass@K"] - b["pass@K"]
+    at_or_below = (pass_gap <= 0).to_numpy()
+    from_on = [k for i, k in enumerate(ks) if at_or_below[i:].all()]
+    return {
+        "base": base,
+        "treated": treated,
+        "k_min": ks[0],
+        "k_max": ks[-1],
+        "ks": ks,
+        "majk_rl_gt_sft_all": bool((maj_gap > 0).all()),
+        "majk_not_raised_ks": [k for k in ks if maj_gap[k] <= 0],
+        "majk_ci_disjoint_ks": [k for k in ks if t.loc[k, "maj@K_low"] > b.loc[k, "maj@K_high"]],
+        "pass1_sft": float(b["pass@K"].iloc[0]),
+        "pass1_rl": float(t["pass@K"].iloc[0]),
+        "gap_pass1": float(pass_gap.iloc[0]),
+        "passmax_sft": float(b["pass@K"].iloc[-1]),
+        "passmax_rl": float(t["pass@K"].iloc[-1]),
+        "gap_passmax": float(pass_gap.iloc[-1]),
+        "crossing_k": from_on[0] if from_on else None,
+        "passk_not_raised_ks": [k for k, low in zip(ks, at_or_below, strict=True) if low],
+        "first_meet_k": next((k for k, low in zip(ks, at_or_below, strict=True) if low), None),
+    }
+
+
+def sft_plateau(sft_df: pd.DataFrame, frac: float = 0.2) -> dict[str, float] | None:
+    """Final held-out loss and its change over the last `frac` of the SFT steps."""
+    d = sft_df.dropna(subset=[SFT_STEP, "sft/heldout_loss"]) if len(sft_df) else sft_df
+    if len(d) == 0:
+        return None
+    d = d.sort_values(SFT_STEP)
+    steps, loss = d[SFT_STEP].to_numpy(), d["sft/heldout_loss"].to_numpy()
+    start = steps[-1] - frac * (steps[-1] - steps[0])
+    i = int(np.searchsorted(steps, start))  # first logged step inside the window
+    return {
+        "sft_final_step": float(steps[-1]),
+        "sft_final_loss": float(loss[-1]),
+        "sft_window_start_step": float(steps[i]),
+        "sft_loss_change_last": float(loss[-1] - loss[i]),
+        "sft_loss_rel_change_last": float((loss[-1] - loss[i]) / abs(loss[i])) if loss[i] else 0.0,
+    }
+
+
+# ------------------------------------------------------------------------------------ report
+def _ks_text(ks: Sequence[int]) -> str:
+    return ", ".join(str(k) for k in ks)
+
+
+def _direction(gap: float, eps: float = 5e-4) -> str:
+    return "raises" if gap > eps else "lowers" if gap < -eps else "leaves unchanged"
+
+
+def result_lines(c: dict[str, Any]) -> list[str]:
+    """The measured result in words, one bullet per question of theory.md §7."""
+    rl, sft, k0, kx = c["treated"], c["base"], c["k_min"], c["k_max"]
+    if c["majk_rl_gt_sft_all"]:
+        maj = f"{rl} raises Maj@K over {sft} at every K ({k0}–{kx})"
+    else:
+        maj = (
+            f"{rl} does not raise Maj@K at every K: not at K = {_ks_text(c['majk_not_raised_ks'])}"
+        )
+    n_sig, n_k = len(c["majk_ci_disjoint_ks"]), len(c["ks"])
+    maj += f"; {rl}'s 95% CI lies above {sft}'s at {n_sig} of {n_k} Ks."
+    p1 = f"{rl} {_direction(c['gap_pass1'])} Pass@{k0}: {c['pass1_sft']:.3f} ({sft}) → "
+    p1 += f"{c['pass1_rl']:.3f} ({rl}), {c['gap_pass1']:+.3f}."
+    trend = "narrows" if abs(c["gap_passmax"]) < abs(c["gap_pass1"]) else "widens"
+    if np.sign(c["gap_passmax"]) * np.sign(c["gap_pass1"]) < 0:
+        trend = "reverses sign"
+    gap = f"The {rl} − {sft} Pass@K gap is {c['gap_pass1']:+.3f} at K = {k0} and "
+    gap += f"{c['gap_passmax']:+.3f} at K = {kx}: it {trend} as K grows."
+    if c["crossing_k"] is None:
+        cross = f"The Pass@K curves do not cross within K ≤ {kx}"
+        if c["first_meet_k"] is None:
+            cross += f" ({rl} stays above {sft})."
+        else:
+            below = _ks_text(c["passk_not_raised_ks"])
+            cross += f" from above: {rl} is at or below {sft} at K = {below} but above at K = {kx}."
+    elif c["crossing_k"] == k0:
+        cross = f"{rl}'s Pass@K is at or below {sft}'s at every K."
+    else:
+        cross = f"The Pass@K curves meet or cross at K = {c['crossing_k']}: from there on {rl}'s "
+        cross += f"Pass@K is at or below {sft}'s."
+    pattern = c["majk_rl_gt_sft_all"] and c["gap_pass1"] > 0 and c["crossing_k"] is not None
+    verdict = "DeepSeekMath pattern (Maj@K up at every K, Pass@1 up, no Pass@K gain at large K): "
+    verdict += f"**{'reproduced' if pattern else 'not reproduced'}**."
+    return [f"- {maj}", f"- {p1}", f"- {gap}", f"- {cross}", f"- {verdict}"]
+
+
+def plateau_lines(p: dict[str, float] | None) -> list[str]:
+    if p is None:
+        return ["No sft_metrics.jsonl was found under runs/, so the SFT plateau is not reported."]
+    return [
+        f"Final held-out loss {p['sft_final_loss']:.4f} at SFT step {p['sft_final_step']:g}; "
+        f"over the last 20% of the SFT steps (from step {p['sft_window_start_step']:g}) it "
+        f"changed by {p['sft_loss_change_last']:+.4f} ({p['sft_loss_rel_change_last']:+.1%})."
+    ]
+
+
+def report_markdown(
+    summary: pd.DataFrame, numbers: dict[str, Any] | None, plateau: dict | None, meta: str
+) -> str:
+    """report.md: the result in words, the SFT plateau, the table and the figure links."""
+    lines = ["# Pass@K and Maj@K after RL (DeepSeekMath §5.2.2 at toy scale)", "", meta, ""]
+    lines += ["## Result", ""]
+    lines += result_lines(numbers) if numbers else ["Only one model: nothing to compare."]
+    lines += ["", "## SFT base plateau", "", *plateau_lines(plateau), "", "## Table", ""]
+    lines += ["Mean over problems (and seeds) with 95% percentile-bootstrap CIs.", ""]
+    lines += [markdown_table(summary), "", "## Figures", ""]
+    lines += ["- Maj@K and Pass@K vs K: [passk_majk.png](passk_majk.png) ([PDF](passk_majk.pdf))"]
+    if plateau is not None:
+        lines += ["- SFT curve: [sft_curve.png](sft_curve.png) ([PDF](sft_curve.pdf))"]
+    return "\n".join([*lines, ""])
+
+
+# ------------------------------------------------------------------------------------ driver
+def _eval_dirs(study_dir: Path) -> list[Path]:
+    dirs = sorted(p.parent for p in (study_dir / "eval").glob("*/samples.parquet"))
+    if not dirs:
+        raise ValueError(f"{study_dir}/eval holds no eval directories (samples.parquet)")
+    return dirs
+
+
+def _first_sft_curve(study_dir: Path) -> pd.DataFrame:
+    """sft_metrics.jsonl of the first run (runs/seed_<s>, lowest seed); empty if none."""
+
+    def seed_of(path: Path) -> tuple[int, str]:
+        tail = path.parent.name.rsplit("_", 1)[-1]
+        return (int(tail) if tail.isdigit() else 1 << 60, path.parent.name)
+
+    paths = sorted((study_dir / "runs").glob("*/sft_metrics.jsonl"), key=seed_of)
+    return load_metrics(paths[0].parent, "sft_metrics.jsonl") if paths else pd.DataFrame()
+
+
+def analyze_study(
+    study_dir: str | Path,
+    out_dir: str | Path | None = None,
+    ks: Sequence[int] | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Tables, figures and report.md of a study directory (written to out_dir, default study_dir).
+
+    Returns the key numbers (see `compare`, `sft_plateau`) and "files": the written paths.
+    """
+    study_dir = Path(study_dir)
+    out = Path(out_dir) if out_dir is not None else study_dir
+    out.mkdir(parents=True, exist_ok=True)
+    config = json.loads((study_dir / "study.json").read_text())
+    evals = [load_eval(d) for d in _eval_dirs(study_dir)]
+    n_min = min(int(s.groupby("problem_id").size().min()) for s, _ in evals)
+    ks = sorted(int(k) for k in (ks or config.get("ks") or default_ks(n_min)))
+    per_problem = study_per_problem(evals, ks)
+    summary = summarize_models(per_problem, ks, n_boot=n_boot, seed=seed)
+    models = list(dict.fromkeys(summary["model"]))
+    base = models[0]
+    treated = "RL" if "RL" in models[1:] else (models[1] if len(models) > 1 else None)
+    numbers = compare(summary, base, treated) if treated else None
+    sft = _first_sft_curve(study_dir)
+    plateau = sft_plateau(sft)
+
+    files = {"csv": out / "passk_majk.csv", "tex": out / "passk_majk.tex"}
+    summary.to_csv(files["csv"], index=False)
+    files["tex"].write_text(latex_table(summary))
+    per_problem.to_csv(out / "per_problem.csv", index=False)
+    files["per_problem"] = out / "per_problem.csv"
+    files["figure"] = plot_passk_majk(summary, out / "passk_majk")
+    if plateau is not None:
+        files["sft_curve"] = plot_sft_curve(sft, out / "sft_curve")
+    n_problems = per_problem.groupby("model")["problem_id"].nunique().to_dict()
+    seeds = summary.groupby("model")["seeds"].first().to_dict()
+    meta = f"Study `{study_dir}`: K = {_ks_text(ks)}; " + "; ".join(
+        f"{m}: {seeds[m]} seed(s), {n_problems[m]} problems" for m in models
+    )
+    meta += f"; at least n = {n_min} samples per problem."
+    files["report"] = out / "report.md"
+    files["report"].write_text(report_markdown(summary, numbers, plateau, meta))
+    return (numbers or {}) | (plateau or {}) | {"ks": ks, "files": files}
