@@ -239,3 +239,10 @@ def _leave_one_out(inputs: AdvantageInputs) -> tuple[Tensor, None]:
 @_register("batch_normalized", critic=False, groups=False, token_rewards=True)
 def _batch_normalized(inputs: AdvantageInputs, gamma: float = 1.0) -> tuple[Tensor, Tensor]:
     return batch_normalized(rewards=inputs.token_rewards, mask=inputs.mask, gamma=gamma)
+
+
+@_register("outcome", critic=False, groups=False, token_rewards=False)
+def _outcome(inputs: AdvantageInputs) -> tuple[Tensor, None]:
+    """The raw outcome score as every token's advantage, no baseline (theory.md §5): with
+    ``reward=exact_match`` this is (online) RFT's gradient coefficient 1[o correct]."""
+    return _per_token(inputs.scores.to(torch.float32), inputs.mask), None

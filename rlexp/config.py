@@ -34,6 +34,15 @@ class CriticConfig:
 
 
 @dataclass
+class OverlongConfig:
+    """DAPO's overlong reward shaping: a length penalty added to the outcome reward."""
+
+    enabled: bool = False
+    max_len: int | None = None  # L_max; null = rollout.max_new_tokens
+    cache_len: int = 8  # L_cache, the soft window before L_max
+
+
+@dataclass
 class AlgorithmConfig:
     """How one rollout batch turns into parameter updates."""
 
@@ -55,6 +64,9 @@ class AlgorithmConfig:
     max_grad_norm: float = 1.0
     entropy_coef: float = 0.0
     vf_coef: float = 1.0
+    dynamic_sampling: bool = False  # drop groups whose samples are all right or all wrong
+    max_sampling_rounds: int = 4  # cap on draws per step when dynamic sampling refills the batch
+    overlong: OverlongConfig = field(default_factory=OverlongConfig)
     kl: KLConfig = field(default_factory=KLConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
 
@@ -82,6 +94,11 @@ class LeaveOneOutConfig:
 class BatchNormalizedConfig:
     name: str = "batch_normalized"
     gamma: float = 1.0
+
+
+@dataclass
+class OutcomeConfig:
+    name: str = "outcome"
 
 
 @dataclass
@@ -239,6 +256,7 @@ def register_configs() -> None:
     cs.store(group="advantage", name="group_relative_schema", node=GroupRelativeConfig)
     cs.store(group="advantage", name="leave_one_out_schema", node=LeaveOneOutConfig)
     cs.store(group="advantage", name="batch_normalized_schema", node=BatchNormalizedConfig)
+    cs.store(group="advantage", name="outcome_schema", node=OutcomeConfig)
     cs.store(group="model", name="tiny_schema", node=TinyModelConfig)
     cs.store(group="model", name="hf_schema", node=HFModelConfig)
     cs.store(group="reward", name="reward_schema", node=RewardConfig)

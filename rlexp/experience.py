@@ -17,7 +17,7 @@ from rlexp.advantages import ADVANTAGES, AdvantageInputs, gae
 from rlexp.data import decode_completions, encode_prompts
 from rlexp.kl import kl_estimate
 from rlexp.logprobs import build_attention_inputs, completion_logprobs
-from rlexp.rewards import is_correct, score_components, weighted_sum
+from rlexp.rewards import is_correct, overlong_penalty, score_components, weighted_sum
 from rlexp.rollout import sample
 from rlexp.tasks.base import Problem, Task
 
@@ -202,3 +202,52 @@ def rollout_stats(batch: RolloutBatch) -> dict[str, float]:
         "adv/mean": float(adv.mean()),
         "adv/std": float(adv.std()) if adv.numel() > 1 else 0.0,
     }
+
+
+def add_overlong_penalty(batch: RolloutBatch, max_len: int, cache_len: int) -> None:
+    """DAPO's overlong shaping folded into the outcome score (and so into the last token)."""
+    lengths = batch.completion_mask.sum(1)
+    batch.scores = batch.scores + overlong_penalty(lengths, max_len, cache_len)
+    batch.token_rewards = last_token_rewards(batch.scores, batch.completion_mask)
+
+
+def informative_groups(batch: RolloutBatch) -> Tensor:
+    """Indices of the samples whose group has both right and wrong answers (by the verifier,
+    never by the shaped reward): DAPO's dynamic sampling keeps only these."""
+    _, inverse = torch.unique(batch.group_ids, return_inverse=True)
+    n = int(inverse.max()) + 1 if len(batch) else 0
+    right = torch.zeros(n, device=inverse.device).index_add_(0, inverse, batch.correct.float())
+    size = torch.zeros(n, device=inverse.device).index_add_(
+        0, inverse, torch.ones_like(right[inverse])
+    )
+    mixed = (right > 0) & (right < size)
+    return torch.nonzero(mixed[inverse]).flatten()
+
+
+def concat_batches(parts: list[RolloutBatch], pad_id: int) -> RolloutBatch:
+    """One batch from several: prompts re-padded on the left, completions on the right."""
+    if len(parts) == 1:
+        return parts[0]
+    width_p = max(b.prompt_ids.shape[1] for b in parts)
+    width_t = max(b.completion_ids.shape[1] for b in parts)
+    out = {}
+    for f in fields(RolloutBatch):
+        values = [getattr(b, f.name) for b in parts]
+        if values[0] is None:
+            out[f.name] = None
+            continue
+        if values[0].dim() == 2:
+            left = f.name.startswith("prompt")
+            fill = pad_id if f.name.endswith("_ids") else 0
+            width = width_p if left else width_t
+            values = [_pad(v, width, fill, left) for v in values]
+        out[f.name] = torch.cat(values)
+    return RolloutBatch(**out)
+
+
+def _pad(x: Tensor, width: int, fill: float, left: bool) -> Tensor:
+    extra = width - x.shape[1]
+    if extra == 0:
+        return x
+    pad = torch.full((x.shape[0], extra), fill, dtype=x.dtype, device=x.device)
+    return torch.cat([pad, x] if left else [x, pad], dim=1)

@@ -6,7 +6,9 @@ and critic, and the registries supply the functions.
 
 from __future__ import annotations
 
+import math
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import torch
@@ -16,7 +18,16 @@ from tqdm.auto import tqdm
 from rlexp.checkpoint import load_trainer_state, save_checkpoint, set_rng_state
 from rlexp.data import PromptStream
 from rlexp.evaluation import evaluate
-from rlexp.experience import add_kl_penalty, collect, compute_advantages, rollout_stats
+from rlexp.experience import (
+    RolloutBatch,
+    add_kl_penalty,
+    add_overlong_penalty,
+    collect,
+    compute_advantages,
+    concat_batches,
+    informative_groups,
+    rollout_stats,
+)
 from rlexp.kl import kl_estimate
 from rlexp.tasks.base import Task
 from rlexp.tracking import RunLogger
@@ -54,6 +65,7 @@ class RLTrainer:
         self.rollout_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
         self.update_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.step = 0
+        self.next_group_id = 0
         self.samples_seen = 0
         self.tokens_seen = 0.0
 
@@ -91,23 +103,62 @@ class RLTrainer:
         set_rng_state(state["rng"])
 
     # ---- one step --------------------------------------------------------------------------
+    def sample_batch(self) -> tuple[RolloutBatch, dict[str, float]]:
+        """Draw prompts, sample group_size completions each, score and shape them. With dynamic
+        sampling, groups without signal are dropped and more prompts drawn (up to
+        ``max_sampling_rounds`` draws) until ``prompts_per_step`` groups are kept."""
+        algo = self.algo
+        need, parts, stats, dropped = algo.prompts_per_step, [], defaultdict(float), 0
+        rounds = algo.max_sampling_rounds if algo.dynamic_sampling else 1
+        for _ in range(rounds):
+            if need == 0:
+                break
+            problems = [
+                self.task.train[i] for i in self.stream.next(need) for _ in range(algo.group_size)
+            ]
+            group_ids = self.next_group_id + torch.arange(need).repeat_interleave(algo.group_size)
+            self.next_group_id += need
+            part, part_stats = collect(
+                self.policy,
+                self.tokenizer,
+                self.task,
+                problems,
+                group_ids,
+                reward_weights=self.reward_weights,
+                rollout_cfg=self.cfg.rollout,
+                generator=self.rollout_gen,
+                ref_model=self.ref_model,
+                critic=self.critic,
+            )
+            for k, v in part_stats.items():
+                stats[k] += v * (len(part) if k.startswith("train/reward_") else 1)
+            stats["train/sampled_completions"] += len(part)
+            if algo.overlong.enabled:
+                max_len = algo.overlong.max_len or self.cfg.rollout.max_new_tokens
+                add_overlong_penalty(part, max_len, algo.overlong.cache_len)
+            if algo.dynamic_sampling:
+                keep = informative_groups(part)
+                dropped += (len(part) - len(keep)) // algo.group_size
+                part = part.select(keep)
+            need -= len(part) // algo.group_size
+            parts.append(part)
+        for k in [k for k in stats if k.startswith("train/reward_")]:
+            stats[k] /= stats["train/sampled_completions"]
+        stats["train/tokens_per_s"] = stats["train/generated_tokens"] / max(
+            stats["time/generation"], 1e-9
+        )
+        if algo.dynamic_sampling:
+            stats["train/dropped_groups"] = dropped
+            stats["train/kept_groups"] = algo.prompts_per_step - need
+        return concat_batches(parts, self.tokenizer.pad_token_id), dict(stats)
+
     def train_step(self) -> dict[str, float]:
         algo, t0 = self.algo, time.perf_counter()
-        prompt_idx = self.stream.next(algo.prompts_per_step)
-        problems = [self.task.train[i] for i in prompt_idx for _ in range(algo.group_size)]
-        group_ids = torch.arange(algo.prompts_per_step).repeat_interleave(algo.group_size)
-        batch, stats = collect(
-            self.policy,
-            self.tokenizer,
-            self.task,
-            problems,
-            group_ids,
-            reward_weights=self.reward_weights,
-            rollout_cfg=self.cfg.rollout,
-            generator=self.rollout_gen,
-            ref_model=self.ref_model,
-            critic=self.critic,
-        )
+        batch, stats = self.sample_batch()
+        self.samples_seen += int(stats["train/sampled_completions"])
+        self.tokens_seen += stats["train/generated_tokens"]
+        if len(batch) == 0:  # dynamic sampling found no group with signal: nothing to learn
+            return stats | {"time/step": time.perf_counter() - t0}
         if batch.ref_logp is not None:
             kl = kl_estimate(batch.old_logp, batch.ref_logp, "k3")
             stats["train/kl_ref"] = float(kl[batch.completion_mask > 0].mean())
@@ -123,8 +174,6 @@ class RLTrainer:
             stats |= critic_update(self.critic, self.critic_optimizer, batch, algo, self.update_gen)
         stats["time/update"] = time.perf_counter() - t1
         stats["time/step"] = time.perf_counter() - t0
-        self.samples_seen += len(batch)
-        self.tokens_seen += stats["train/generated_tokens"]
         return stats
 
     def evaluate(self) -> dict[str, float]:
@@ -163,16 +212,26 @@ class RLTrainer:
             row |= self.train_step()
             self.step += 1
             row |= {"train/samples": self.samples_seen, "train/sampled_tokens": self.tokens_seen}
+            _check_finite_metrics(row, self.step)
             self.logger.log(row)
             bar.update(1)
             bar.set_postfix(
-                reward=f"{row['train/reward_mean']:.3f}", acc=f"{row['train/accuracy']:.3f}"
+                reward=f"{row.get('train/reward_mean', float('nan')):.3f}",
+                acc=f"{row.get('train/accuracy', float('nan')):.3f}",
             )
             if self.step % cfg.save_every == 0 and self.step < cfg.steps:
                 self.save()
         bar.close()
         self.save()
         return last_eval
+
+
+def _check_finite_metrics(row: dict[str, float], step: int) -> None:
+    """Stop a diverged run: a NaN/inf loss or advantage is named, with its step."""
+    for key in ("loss/policy", "loss/kl", "adv/mean", "adv/std", "critic/value_loss"):
+        value = row.get(key)
+        if value is not None and not math.isfinite(value):
+            raise FloatingPointError(f"non-finite {key} = {value} at step {step}")
 
 
 class _Both:

@@ -57,6 +57,7 @@ def validate(cfg: DictConfig) -> None:
     _validate_policy_update(algo)
     _validate_batch_sizes(algo)
     _validate_kl(cfg)
+    _validate_sampling(cfg)
 
 
 def _validate_advantage(cfg: DictConfig) -> None:
@@ -143,3 +144,24 @@ def _validate_kl(cfg: DictConfig) -> None:
         f"algorithm.kl.placement=reward has no effect with advantage={adv.name}, which reads only "
         "the sequence score; use algorithm.kl.placement=loss (or an advantage over token rewards)",
     )
+
+
+def _validate_sampling(cfg: DictConfig) -> None:
+    algo = cfg.algorithm
+    _check(
+        not algo.dynamic_sampling or algo.group_size >= 2,
+        "algorithm.dynamic_sampling=true drops groups whose samples all agree, so it needs "
+        f"algorithm.group_size >= 2 (got {algo.group_size})",
+    )
+    _check(algo.max_sampling_rounds >= 1, "algorithm.max_sampling_rounds must be >= 1")
+    if algo.overlong.enabled:
+        max_len = algo.overlong.max_len or cfg.rollout.max_new_tokens
+        _check(
+            0 < algo.overlong.cache_len <= max_len,
+            f"algorithm.overlong.cache_len={algo.overlong.cache_len} must lie in (0, max_len={max_len}]",
+        )
+        _check(
+            max_len <= cfg.rollout.max_new_tokens,
+            f"algorithm.overlong.max_len={max_len} exceeds rollout.max_new_tokens="
+            f"{cfg.rollout.max_new_tokens}: no completion could reach it",
+        )

@@ -41,3 +41,9 @@ def compose_cfg(overrides: list[str]):
 @pytest.fixture
 def tiny_overrides(tmp_path: Path) -> list[str]:
     return [*TINY, f"output_dir={tmp_path / 'run'}", f"cache_dir={tmp_path / 'cache'}"]
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory) -> Path:
+    """One SFT base cache for every end-to-end test of the session (same TINY settings)."""
+    return tmp_path_factory.mktemp("shared_sft_cache")

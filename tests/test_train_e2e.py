@@ -110,15 +110,27 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path, cache_dir: Pa
     assert info["resumed_from"].endswith("step_000002") and info["status"] == "finished"
 
 
-def test_multirun_sweep_gives_one_run_dir_and_one_wandb_run_each_in_one_group(tmp_path: Path) -> None:
+def test_multirun_sweep_gives_one_run_dir_and_one_wandb_run_each_in_one_group(
+    tmp_path: Path,
+) -> None:
     import subprocess
     import sys
 
     sweep = tmp_path / "sweep"
     cmd = [
-        sys.executable, "-c", "from rlexp.train import main; main()", "-m", "algorithm=ppo,grpo", "seed=0,1",
-        *TINY, "steps=1", "eval_every=1", "algorithm.prompts_per_step=4", "algorithm.minibatch_size=4",
-        f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep}",
+        sys.executable,
+        "-c",
+        "from rlexp.train import main; main()",
+        "-m",
+        "algorithm=ppo,grpo",
+        "seed=0,1",
+        *TINY,
+        "steps=1",
+        "eval_every=1",
+        "algorithm.prompts_per_step=4",
+        "algorithm.minibatch_size=4",
+        f"cache_dir={tmp_path / 'cache'}",
+        f"hydra.sweep.dir={sweep}",
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
