@@ -49,17 +49,33 @@ def make_prompts(batch: int, length: int, gen: torch.Generator) -> tuple[Tensor,
     return ids.where(mask.bool(), 0), mask
 
 
-def contenders(model, ids, mask, new_tokens: int) -> dict[str, Callable[[], torch.Tensor]]:
-    common = dict(max_new_tokens=new_tokens, eos_token_id=NEVER_EOS, pad_token_id=0)
+def contenders(
+    model: LlamaForCausalLM, ids: Tensor, mask: Tensor, new_tokens: int
+) -> dict[str, Callable[[], Tensor]]:
+    """Zero-argument callables returning completions ``[B, new_tokens]``."""
     gen = torch.Generator().manual_seed(0)
 
-    def hf_generate() -> torch.Tensor:
+    def ours(backend: str) -> Callable[[], Tensor]:
+        return lambda: (
+            sample(
+                model,
+                ids,
+                mask,
+                max_new_tokens=new_tokens,
+                eos_token_id=NEVER_EOS,
+                pad_token_id=0,
+                generator=gen,
+                backend=backend,
+            ).completion_ids
+        )
+
+    def hf_generate() -> Tensor:
         out = model.generate(
             input_ids=ids,
             attention_mask=mask,
             do_sample=True,
             use_cache=True,
-            top_k=0,
+            top_k=0,  # plain multinomial sampling, like `sample(top_p=1)`
             min_new_tokens=new_tokens,
             max_new_tokens=new_tokens,
             pad_token_id=0,
@@ -67,32 +83,35 @@ def contenders(model, ids, mask, new_tokens: int) -> dict[str, Callable[[], torc
         )
         return out[:, ids.shape[1] :]
 
-    return {
-        "sample/fast": lambda: (
-            sample(model, ids, mask, generator=gen, backend="fast", **common).completion_ids
-        ),
-        "sample/generic": lambda: (
-            sample(model, ids, mask, generator=gen, backend="generic", **common).completion_ids
-        ),
-        "hf_generate": hf_generate,
-    }
+    return {"fast": ours("fast"), "generic": ours("generic"), "generate": hf_generate}
 
 
-def bench(batch: int, prompt_len: int, new_tokens: int, repeats: int) -> dict[str, float]:
-    """Median tokens/s of each contender, timed interleaved."""
+def bench(
+    batch: int, prompt_len: int, new_tokens: int, repeats: int
+) -> dict[str, tuple[float, float]]:
+    """Median (wall-clock, process-CPU-time) tokens/s of each contender, timed interleaved.
+
+    CPU time is less sensitive to other tenants of a shared machine than wall-clock time.
+    """
     torch.manual_seed(0)
     model = tiny_llama()
     ids, mask = make_prompts(batch, prompt_len, torch.Generator().manual_seed(batch))
     fns = contenders(model, ids, mask, new_tokens)
-    times: dict[str, list[float]] = {name: [] for name in fns}
+    wall: dict[str, list[float]] = {name: [] for name in fns}
+    cpu: dict[str, list[float]] = {name: [] for name in fns}
     for name, fn in fns.items():  # warm-up, and check every contender made new_tokens tokens
         assert fn().shape == (batch, new_tokens), name
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return {name: batch * new_tokens / statistics.median(ts) for name, ts in times.items()}
+    names = list(fns)
+    for r in range(repeats):
+        for name in names[r % 3 :] + names[: r % 3]:  # rotate the order between repeats
+            start, start_cpu = time.perf_counter(), time.process_time()
+            fns[name]()
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    tokens = batch * new_tokens
+    return {
+        n: (tokens / statistics.median(wall[n]), tokens / statistics.median(cpu[n])) for n in names
+    }
 
 
 def main() -> None:
@@ -101,22 +120,25 @@ def main() -> None:
     parser.add_argument("--prompt-len", type=int, default=10)
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads; 0 = as is")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(
         f"torch {torch.__version__}, threads={torch.get_num_threads()}, "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
         f"prompt_len={args.prompt_len}, new_tokens={args.new_tokens}, repeats={args.repeats}"
     )
-    header = f"{'batch':>6} | {'fast tok/s':>11} | {'generic tok/s':>13} | {'generate tok/s':>14}"
-    print(header + f" | {'fast/generate':>13} | {'generic/generate':>16}")
-    print("-" * (len(header) + 35))
+    cols = ["batch", "fast tok/s", "generic tok/s", "generate tok/s"]
+    cols += ["fast/generate", "generic/generate", "fast/generate (cpu time)"]
+    print(" | ".join(cols))
+    print("-" * len(" | ".join(cols)))
     for batch in args.batch_sizes:
         r = bench(batch, args.prompt_len, args.new_tokens, args.repeats)
-        fast, generic, hf = r["sample/fast"], r["sample/generic"], r["hf_generate"]
-        print(
-            f"{batch:>6} | {fast:>11.0f} | {generic:>13.0f} | {hf:>14.0f} | "
-            f"{fast / hf:>12.2f}x | {generic / hf:>15.2f}x"
-        )
+        (fast, fast_cpu), (generic, _), (hf, hf_cpu) = r["fast"], r["generic"], r["generate"]
+        cells = [f"{batch}", f"{fast:.0f}", f"{generic:.0f}", f"{hf:.0f}"]
+        cells += [f"{fast / hf:.2f}x", f"{generic / hf:.2f}x", f"{fast_cpu / hf_cpu:.2f}x"]
+        print(" | ".join(c.rjust(len(h)) for c, h in zip(cells, cols, strict=True)))
 
 
 if __name__ == "__main__":

@@ -229,10 +229,10 @@ def _matmul(x: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
     return torch.mm(x, w) if b is None else torch.addmm(b, x, w)
 
 
-def _add_matmul(x: Tensor, a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
-    """Residual ``x + a w + b`` with the add fused into ``addmm``; a ``[N, in]``, w ``[in, out]``."""
-    out = torch.addmm(x, a, w)
-    return out if b is None else out.add_(b)
+def _add_matmul_(x: Tensor, a: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+    """Residual ``x += a w + b`` in place; x ``[N, out]``, a ``[N, in]``, w ``[in, out]``."""
+    x.addmm_(a, w)
+    return x if b is None else x.add_(b)
 
 
 def _rope(x: Tensor, freqs: Tensor, out: Tensor | None = None) -> Tensor:
@@ -325,16 +325,16 @@ class _LlamaDecoder:
             probs = scores.float().softmax(-1).to(x.dtype)
         out = torch.bmm(probs, self.v_rows[i][:, :s])
         out = out.view(B, Hkv, n, G, D).transpose(1, 2).reshape(B * n, H * D)
-        return _add_matmul(x, out, lw.w_o, lw.b_o)
+        return _add_matmul_(x, out, lw.w_o, lw.b_o)
 
     def _forward(self, ids: Tensor, freqs: Tensor, bias: Tensor, s0: int) -> Tensor:
-        """All layers on ids ``[B, n]`` at cache slots ``s0 … s0+n−1``; last logits ``[B, V]``."""
+        """All layers on ids ``[B, n]`` at cache slots ``s0 …``; logits ``[B, V]`` of the last."""
         x = F.embedding(ids.reshape(-1), self.embed)  # [B n, h]
         for i, lw in enumerate(self.layers):
             x = self._attention(x, i, freqs, bias, s0)
             gu = _matmul(_rms_normalize(x, self.h_eps), lw.w_gu, lw.b_gu)
             inter = gu.shape[1] // 2
-            x = _add_matmul(x, F.silu(gu[:, :inter]).mul_(gu[:, inter:]), lw.w_down, lw.b_down)
+            x = _add_matmul_(x, F.silu(gu[:, :inter]).mul_(gu[:, inter:]), lw.w_down, lw.b_down)
         last = x.view(self.B, -1, x.shape[-1])[:, -1]
         return torch.mm(_rms_normalize(last, self.h_eps), self.lm_head).float()
 
@@ -384,8 +384,8 @@ def sample(
     every row has emitted EOS or after ``max_new_tokens``. ``T`` is the longest completion. See the
     module docstring for ``logp`` and ``backend``. Reproducible given ``generator``.
     """
-    if max_new_tokens < 1:
-        raise ValueError("max_new_tokens must be >= 1")
+    if max_new_tokens < 1 or not 0.0 < top_p <= 1.0 or (temperature <= 0.0 and not greedy):
+        raise ValueError("need max_new_tokens >= 1, 0 < top_p <= 1 and temperature > 0")
     eos = torch.as_tensor(eos_token_id, device=prompt_ids.device).reshape(-1)
     use_fast = select_backend(model, backend) == "fast"
     with torch.inference_mode():
@@ -405,6 +405,5 @@ def sample(
             if t + 1 == max_new_tokens or bool(done.all()):
                 break
             logits = decoder.step(tok, t)
-        out = _finish(tokens[:, : t + 1], logp[:, : t + 1], eos, pad_token_id)
-    # Clone outside inference mode so callers may use the results in autograd graphs.
-    return Samples(*(x.clone() for x in vars(out).values()))
+    # Outside inference mode, so the results are ordinary tensors that autograd may save.
+    return _finish(tokens[:, : t + 1], logp[:, : t + 1], eos, pad_token_id)

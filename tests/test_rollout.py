@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 import pytest
 import torch
 from transformers import (
@@ -14,7 +16,7 @@ from transformers import (
 )
 
 from rlexp.logprobs import build_attention_inputs, completion_logprobs, token_logprobs
-from rlexp.rollout import BACKEND_ENV, fast_path_supported, sample, select_backend
+from rlexp.rollout import BACKEND_ENV, fast_path_supported, next_tokens, sample, select_backend
 
 VOCAB, PAD, NEVER_EOS, MAX_NEW = 32, 0, 99, 12
 COMMON = dict(vocab_size=VOCAB, pad_token_id=PAD, eos_token_id=1, bos_token_id=2)
@@ -51,13 +53,40 @@ FAST = ["llama", "llama_gqa_scaled_rope", "qwen2"]
 CASES = [(m, b) for m in FAST for b in ("fast", "generic")] + [("gpt2", "generic")]
 
 
-def _prompts(lengths: tuple[int, ...] = (7, 3, 5, 1, 6), seed: int = 0):
+SHORT, LONG = (7, 3, 5, 1, 6), (30, 17, 28)  # LONG: no extra fast-path padding (see rollout)
+
+
+def _prompts(lengths: tuple[int, ...] = SHORT, seed: int = 0):
     """Left-padded prompts ``[B, max(lengths)]`` and their mask."""
     gen = torch.Generator().manual_seed(seed)
     P = max(lengths)
     ids = torch.randint(3, VOCAB, (len(lengths), P), generator=gen)
     mask = (torch.arange(P)[None, :] >= P - torch.tensor(lengths)[:, None]).long()
     return ids.where(mask.bool(), PAD), mask
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: extra intra-op threads only add wake-up latency on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@cache
+def _generate_greedy(name: str, eos: int, lengths: tuple[int, ...]) -> torch.Tensor:
+    """``model.generate(do_sample=False)`` completions ``[B, T]`` for ``_prompts(lengths)``."""
+    ids, mask = _prompts(lengths)
+    out = MODELS[name].generate(
+        input_ids=ids,
+        attention_mask=mask,
+        do_sample=False,
+        max_new_tokens=MAX_NEW,
+        pad_token_id=PAD,
+        eos_token_id=eos,
+    )
+    return out[:, ids.shape[1] :]
 
 
 def _sample(model, ids, mask, backend, **kw):
@@ -78,18 +107,10 @@ def test_backend_selection(monkeypatch):
 
 @pytest.mark.parametrize("name,backend", CASES)
 def test_greedy_matches_generate(name, backend):
-    model, (ids, mask) = MODELS[name], _prompts()
-    eos = 1
-    ref = model.generate(
-        input_ids=ids,
-        attention_mask=mask,
-        do_sample=False,
-        max_new_tokens=MAX_NEW,
-        pad_token_id=PAD,
-        eos_token_id=eos,
-    )[:, ids.shape[1] :]
-    out = _sample(model, ids, mask, backend, greedy=True, eos_token_id=eos)
-    assert torch.equal(out.completion_ids, ref)
+    for lengths, eos in ((SHORT, 1), (SHORT, NEVER_EOS), (LONG, NEVER_EOS)):
+        ids, mask = _prompts(lengths)
+        out = _sample(MODELS[name], ids, mask, backend, greedy=True, eos_token_id=eos)
+        assert torch.equal(out.completion_ids, _generate_greedy(name, eos, lengths))
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
@@ -195,8 +216,6 @@ def test_tiny_top_p_is_greedy(name, backend):
 
 def test_top_p_only_draws_from_the_nucleus():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).expand(4000, 4)
-    from rlexp.rollout import next_tokens
-
     tokens, logp = next_tokens(logits, top_p=0.7, generator=torch.Generator().manual_seed(0))
     assert set(tokens.tolist()) == {0, 1}  # 0.5 < 0.7, so the 0.3 token completes the nucleus
     torch.testing.assert_close(logp, logits.log_softmax(-1).gather(1, tokens[:, None])[:, 0])
