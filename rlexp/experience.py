@@ -54,6 +54,11 @@ class RolloutBatch:
         )
 
 
+def _chunks(n: int, size: int) -> list[slice]:
+    """Row slices of at most ``size``: no-grad passes over a rollout never hold all its logits."""
+    return [slice(i, i + size) for i in range(0, n, size)]
+
+
 def last_token_rewards(scores: Tensor, mask: Tensor) -> Tensor:
     """``[B, T]`` zeros with each score on its sequence's last real token."""
     out = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)
@@ -87,6 +92,7 @@ def collect(
     generator: torch.Generator,
     ref_model=None,
     critic=None,
+    chunk_size: int = 128,
 ) -> tuple[RolloutBatch, dict[str, float]]:
     """Sample one completion per entry of ``problems`` (each prompt repeated group_size times),
     score it, and compute reference log-probs and values; returns the batch and rollout stats."""
@@ -127,16 +133,23 @@ def collect(
     )
     t1 = time.perf_counter()
     if ref_model is not None:
-        batch.ref_logp = completion_logprobs(
-            ref_model,
-            prompt_ids,
-            prompt_mask,
-            out.completion_ids,
-            mask,
-            temperature=rollout_cfg.temperature,
-        ).float()
+        batch.ref_logp = torch.cat(
+            [
+                completion_logprobs(
+                    ref_model,
+                    prompt_ids[rows],
+                    prompt_mask[rows],
+                    out.completion_ids[rows],
+                    mask[rows],
+                    temperature=rollout_cfg.temperature,
+                ).float()
+                for rows in _chunks(len(batch), chunk_size)
+            ]
+        )
     if critic is not None:
-        batch.values = critic_values(critic, batch)
+        batch.values = torch.cat(
+            [critic_values(critic, batch.select(r)) for r in _chunks(len(batch), chunk_size)]
+        )
     stats = {f"train/reward_{k}": sum(v) / len(v) for k, v in components.items()}
     stats |= {
         "time/generation": t_gen,

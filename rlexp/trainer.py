@@ -129,6 +129,7 @@ class RLTrainer:
                 generator=self.rollout_gen,
                 ref_model=self.ref_model,
                 critic=self.critic,
+                chunk_size=algo.micro_batch_size,
             )
             for k, v in part_stats.items():
                 stats[k] += v * (len(part) if k.startswith("train/reward_") else 1)

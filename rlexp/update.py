@@ -96,6 +96,8 @@ def policy_update(
                     global_denominator=den,
                     **params,
                 )
+                if algo.entropy_coef == 0:  # logged only: no backward through it
+                    entropy = entropy.detach()
                 ent = aggregate(entropy, mb.completion_mask, **agg)
                 total = loss - algo.entropy_coef * ent
                 if kl_in_loss:

@@ -255,7 +255,13 @@ def make_inputs(with_values=True):
 
 def test_registry_and_requirements():
     assert ADVANTAGES.names() == sorted(ESTIMATOR_REQUIREMENTS)
-    assert ADVANTAGES.names() == ["batch_normalized", "gae", "group_relative", "leave_one_out"]
+    assert ADVANTAGES.names() == [
+        "batch_normalized",
+        "gae",
+        "group_relative",
+        "leave_one_out",
+        "outcome",
+    ]
     assert estimator_requirements("gae").critic and not estimator_requirements("gae").groups
     assert estimator_requirements("group_relative").groups
     assert estimator_requirements("leave_one_out").groups
@@ -277,7 +283,7 @@ def test_every_estimator_shares_one_signature():
         adv, ret = ADVANTAGES.get(name)(inputs, **params.get(name, {}))
         assert adv.shape == inputs.mask.shape
         assert (adv[~inputs.mask] == 0).all()
-        assert (ret is None) == (name in ("group_relative", "leave_one_out"))
+        assert (ret is None) == (name in ("group_relative", "leave_one_out", "outcome"))
 
 
 def test_estimators_match_the_functions():
@@ -297,3 +303,12 @@ def test_estimator_errors():
     inputs.group_ids = torch.tensor([0, 0, 1, 1, 1, 5])
     with pytest.raises(ValueError, match=r"group ids \[5\]"):
         ADVANTAGES.get("group_relative")(inputs)
+
+
+def test_outcome_estimator_is_the_raw_score_on_real_tokens():
+    inputs = make_inputs(with_values=False)
+    adv, returns = ADVANTAGES.get("outcome")(inputs)
+    assert returns is None
+    want = torch.where(inputs.mask, inputs.scores[:, None].float(), 0.0)
+    torch.testing.assert_close(adv, want)
+    assert not estimator_requirements("outcome").groups

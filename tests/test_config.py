@@ -108,3 +108,19 @@ def test_cli_prints_one_line_for_a_bad_config(tmp_path: Path) -> None:
     lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
     assert lines == [lines[-1]] and lines[0].startswith("rlexp: config error:"), out.stderr
     assert "needs a critic" in lines[0]
+
+
+def test_docs_algorithm_table_matches_the_configs() -> None:
+    from rlexp.algorithm_table import table
+
+    assert Path(CONF_DIR, "..", "docs", "algorithms.md").read_text() == table()
+
+
+def test_switching_algorithm_changes_only_what_the_table_names() -> None:
+    """grpo vs each variant: the resolved configs differ only in algorithm/advantage keys."""
+    base = _cfg("algorithm=grpo")
+    for name in ALGORITHMS:
+        other = _cfg(f"algorithm={name}")
+        for section in base:
+            if section not in ("algorithm", "advantage"):
+                assert other[section] == base[section], (name, section)
