@@ -152,7 +152,11 @@ def sft_plateau(sft_df: pd.DataFrame, frac: float = 0.2) -> dict[str, float] | N
     d = d.sort_values(SFT_STEP)
     steps, loss = d[SFT_STEP].to_numpy(), d["sft/heldout_loss"].to_numpy()
     start = steps[-1] - frac * (steps[-1] - steps[0])
-    i = int(np.searchsorted(steps, start))  # first logged step inside the window
+    # the last logged step at or before the window's start, so the change spans the whole window
+    # even when only the final evaluation falls inside it
+    i = max(int(np.searchsorted(steps, start, side="right")) - 1, 0)
+    if i == len(steps) - 1 and len(steps) > 1:
+        i -= 1
     return {
         "sft_final_step": float(steps[-1]),
         "sft_final_loss": float(loss[-1]),

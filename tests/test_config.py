@@ -124,3 +124,9 @@ def test_switching_algorithm_changes_only_what_the_table_names() -> None:
         for section in base:
             if section not in ("algorithm", "advantage"):
                 assert other[section] == base[section], (name, section)
+
+
+def test_experiment_files_override_the_top_level_values() -> None:
+    cfg = _cfg("experiment=majk_passk")
+    assert cfg.steps == 150 and cfg.study.n_samples == 64
+    assert _cfg().steps == 100
