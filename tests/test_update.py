@@ -141,37 +141,11 @@ def test_advantages_are_formed_by_group_id_and_survive_shuffling() -> None:
 def test_evaluation_uses_the_verifier_and_its_own_sampling_settings() -> None:
     model, tok = _model()
     task = build_task("arithmetic", n_train=10, n_test=6)
-    out = evaluate(
-        model,
-        tok,
-        task,
-        task.test,
-        n_samples=3,
-        temperature=0.7,
-        top_p=1.0,
-        max_new_tokens=8,
-        greedy=True,
-        seed=0,
-    )
-    assert set(out) >= {
-        "eval/greedy_accuracy",
-        "eval/sampled_accuracy",
-        "eval/pass@3",
-        "eval/format_rate",
-    }
-    assert (
-        out["eval/sampled_accuracy"] == 0.0
-    )  # an untrained model solves nothing, whatever a reward says
-    again = evaluate(
-        model,
-        tok,
-        task,
-        task.test,
-        n_samples=3,
-        temperature=0.7,
-        top_p=1.0,
-        max_new_tokens=8,
-        greedy=True,
-        seed=0,
-    )
-    assert again == out  # seeded: evaluations at different steps are comparable
+    settings = dict(n_samples=3, temperature=0.7, top_p=1.0, max_new_tokens=8, greedy=True, seed=0)
+    out = evaluate(model, tok, task, task.test, **settings)
+    keys = {"eval/greedy_accuracy", "eval/sampled_accuracy", "eval/pass@3", "eval/format_rate"}
+    assert set(out) >= keys
+    # an untrained model solves nothing, whatever a reward says
+    assert out["eval/sampled_accuracy"] == 0.0
+    # seeded: evaluations at different steps are comparable
+    assert evaluate(model, tok, task, task.test, **settings) == out
