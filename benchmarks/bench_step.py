@@ -51,19 +51,17 @@ from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from rlexp.config import register_configs  # noqa: E402
-from rlexp.data import decode_completions, encode_prompts  # noqa: E402
+from rlexp.data import encode_prompts  # noqa: E402
 from rlexp.experience import (  # noqa: E402
-    RolloutBatch,
     add_kl_penalty,
     compute_advantages,
     critic_values,
-    last_token_rewards,
+    score_samples,
 )
 from rlexp.logprobs import completion_logprobs  # noqa: E402
 from rlexp.models.tiny import build_tiny_llama  # noqa: E402
 from rlexp.models.tokenizer import build_char_tokenizer  # noqa: E402
 from rlexp.models.value import ValueModel  # noqa: E402
-from rlexp.rewards import is_correct, score_components, weighted_sum  # noqa: E402
 from rlexp.rollout import sample  # noqa: E402
 from rlexp.tasks import build_task  # noqa: E402
 from rlexp.update import critic_update, policy_update  # noqa: E402
@@ -194,22 +192,17 @@ class RlexpStep:
         if int(out.completion_mask.sum()) != len(problems) * rollout.max_new_tokens:
             raise RuntimeError("rlexp: a completion stopped before max_new_tokens")
         # -- rewards (collect: decode + score) --
-        mask = out.completion_mask.float()
-        texts = decode_completions(self.tokenizer, out.completion_ids, out.completion_mask)
-        components = score_components(texts, problems, self.task, self.reward_weights)
-        scores = torch.tensor(weighted_sum(components, self.reward_weights), dtype=torch.float32)
-        batch = RolloutBatch(
-            prompt_ids=prompt_ids,
-            prompt_mask=prompt_mask,
-            completion_ids=out.completion_ids,
-            completion_mask=mask,
-            old_logp=out.logp.float(),
-            group_ids=group_ids,
-            scores=scores,
-            correct=torch.tensor(is_correct(texts, problems, self.task)),
-            truncated=out.truncated,
-            token_rewards=last_token_rewards(scores, mask),
+        batch, _ = score_samples(
+            self.tokenizer,
+            self.task,
+            problems,
+            out,
+            prompt_ids,
+            prompt_mask,
+            group_ids,
+            self.reward_weights,
         )
+        mask = batch.completion_mask
         t2 = time.perf_counter()
         # -- log-prob passes (collect: reference log-probs, critic values) --
         with self.phase("reference log-probs"):

@@ -80,6 +80,40 @@ def critic_values(critic, batch_like) -> Tensor:
     return critic(ids, attn, pos)[:, p - 1 : p + t - 1].float() * batch_like.completion_mask
 
 
+def score_samples(
+    tokenizer,
+    task: Task,
+    problems: Sequence[Problem],
+    out,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    group_ids: Tensor,
+    reward_weights: dict[str, float],
+) -> tuple[RolloutBatch, dict[str, list[float]]]:
+    """Decode sampled completions (``rollout.Samples``), score them with the weighted reward and
+    the verifier, and pack a RolloutBatch; also returns each reward component's scores."""
+    device = prompt_ids.device
+    mask = out.completion_mask.float()
+    texts = decode_completions(tokenizer, out.completion_ids, out.completion_mask)
+    components = score_components(texts, problems, task, reward_weights)
+    scores = torch.tensor(
+        weighted_sum(components, reward_weights), dtype=torch.float32, device=device
+    )
+    batch = RolloutBatch(
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        completion_ids=out.completion_ids,
+        completion_mask=mask,
+        old_logp=out.logp.float(),
+        group_ids=group_ids.to(device),
+        scores=scores,
+        correct=torch.tensor(is_correct(texts, problems, task), device=device),
+        truncated=out.truncated,
+        token_rewards=last_token_rewards(scores, mask),
+    )
+    return batch, components
+
+
 def collect(
     policy,
     tokenizer,
@@ -112,25 +146,10 @@ def collect(
         generator=generator,
     )
     t_gen = time.perf_counter() - t0
-    mask = out.completion_mask.float()
-    texts = decode_completions(tokenizer, out.completion_ids, out.completion_mask)
-    components = score_components(texts, problems, task, reward_weights)
-    scores = torch.tensor(
-        weighted_sum(components, reward_weights), dtype=torch.float32, device=device
+    batch, components = score_samples(
+        tokenizer, task, problems, out, prompt_ids, prompt_mask, group_ids, reward_weights
     )
-    correct = torch.tensor(is_correct(texts, problems, task), device=device)
-    batch = RolloutBatch(
-        prompt_ids=prompt_ids,
-        prompt_mask=prompt_mask,
-        completion_ids=out.completion_ids,
-        completion_mask=mask,
-        old_logp=out.logp.float(),
-        group_ids=group_ids.to(device),
-        scores=scores,
-        correct=correct,
-        truncated=out.truncated,
-        token_rewards=last_token_rewards(scores, mask),
-    )
+    mask = batch.completion_mask
     t1 = time.perf_counter()
     if ref_model is not None:
         batch.ref_logp = torch.cat(
