@@ -2,8 +2,10 @@
 
     rlexp-analyze multirun/2025-01-01/12-00-00 --metric eval/sampled_accuracy train/kl_ref
     rlexp-analyze studies/deepseekmath --out paper/figures --ks 1,2,4,8,16,32,64
+    rlexp-analyze wandb:my-team/rlexp/multirun_2025-01-01_12-00-00 --out paper/lambda
 
-Outputs go to PATH/analysis unless --out is given; every written file is printed.
+Outputs go to PATH/analysis unless --out is given (a W&B source: ./analysis-<project>[-<group>]);
+every written file is printed.
 """
 
 from __future__ import annotations
@@ -13,11 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from analysis.load import STEP, detect_kind, load_eval, load_run, load_sweep, sweep_members
-from analysis.metrics import bootstrap_ci
+from analysis.load import detect_kind, load_eval, load_run
 from analysis.plots import plot_learning_curves, plot_passk_majk, plot_sft_curve
 from analysis.study import (
     analyze_study,
@@ -26,6 +26,7 @@ from analysis.study import (
     study_per_problem,
     summarize_models,
 )
+from analysis.sweep import analyze_sweep, analyze_wandb
 
 MAIN_METRICS = [
     "train/reward_mean",
@@ -34,7 +35,6 @@ MAIN_METRICS = [
     "eval/greedy_accuracy",
     "train/kl_ref",
 ]
-FINAL_METRICS = ["eval/sampled_accuracy", "eval/greedy_accuracy"]
 
 
 def slug(metric: str) -> str:
@@ -80,90 +80,6 @@ def analyze_run(
     return files
 
 
-# ------------------------------------------------------------------------------------ sweeps
-def with_setting(df: pd.DataFrame, knobs: Sequence[str]) -> pd.DataFrame:
-    """Adds a `setting` column, "algorithm=ppo, lam=0.9" over the knobs (seeds excluded).
-
-    Knobs are named by their last dotted part, so legends stay short.
-    """
-    knobs = [k for k in knobs if k != "seed"]
-    if not knobs:
-        return df.assign(setting="all runs")
-    names = {k: k.rsplit(".", 1)[-1] for k in knobs}
-    labels = (
-        df[knobs]
-        .astype(str)
-        .apply(lambda r: ", ".join(f"{names[k]}={r[k]}" for k in knobs), axis=1)
-    )
-    return df.assign(setting=labels)
-
-
-def sweep_summary(
-    df: pd.DataFrame, metric: str, knobs: Sequence[str], n_boot: int = 1000
-) -> pd.DataFrame:
-    """Final `metric` per setting over its non-failed runs: runs, failed, mean, 95% CI (runs).
-
-    df: `with_setting(load_sweep(...))`; one row per setting with its knob values.
-    """
-    knobs = [k for k in knobs if k != "seed"]
-    rows = []
-    for setting, group in df.groupby("setting", sort=True):
-        failed = group["status"] == "failed"
-        ok = group[~failed].dropna(subset=[metric]).sort_values(STEP)
-        finals = ok.groupby("run")[metric].last().to_numpy(dtype=float)
-        mean, low, high = bootstrap_ci(finals, n_boot) if len(finals) else (np.nan,) * 3
-        row = {"setting": setting, **group[knobs].iloc[0].to_dict(), "metric": metric}
-        row |= {"runs": len(finals), "failed": group.loc[failed, "run"].nunique()}
-        rows.append(row | {"mean": mean, "low": low, "high": high})
-    return pd.DataFrame(rows)
-
-
-def summary_latex(summary: pd.DataFrame) -> str:
-    """Booktabs table: a row per setting (its knob values), "mean [low, high]" per metric."""
-    knobs = list(summary.columns[1 : summary.columns.get_loc("metric")]) or ["setting"]
-    values = summary[["mean", "low", "high"]].to_numpy()
-    cells = summary.assign(value=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in values])
-    cells = cells.astype({k: str for k in knobs})  # knob values as written: 0.9, not 0.900000
-    index = [*knobs, "runs", "failed"]
-    wide = cells.pivot_table(index=index, columns="metric", values="value", aggfunc="first")
-    return wide.reset_index().to_latex(index=False, escape=True)
-
-
-def analyze_sweep(
-    sweep_dir: Path,
-    out: Path,
-    metrics: Sequence[str] | None = None,
-    smooth: int = 1,
-    n_boot: int = 1000,
-) -> list[Path]:
-    """sweep_metrics.csv, curves per swept setting, sweep_summary.csv/.tex, failed_members.csv."""
-    df = load_sweep(sweep_dir)
-    knobs = df.attrs["knobs"]
-    df = with_setting(df, knobs)
-    out.mkdir(parents=True, exist_ok=True)
-    files = [out / "sweep_metrics.csv"]
-    df.to_csv(files[0], index=False)
-    finished = df[df["status"] != "failed"]
-    for metric in _present(finished, metrics or MAIN_METRICS):
-        path = out / f"curve_{slug(metric)}"
-        files += plot_learning_curves(finished, metric, "setting", path, smooth=smooth)
-    finals = [sweep_summary(df, m, knobs, n_boot) for m in _present(df, FINAL_METRICS)]
-    if finals:
-        summary = pd.concat(finals, ignore_index=True)
-        summary.to_csv(out / "sweep_summary.csv", index=False)
-        (out / "sweep_summary.tex").write_text(summary_latex(summary))
-        files += [out / "sweep_summary.csv", out / "sweep_summary.tex"]
-        print(summary.to_string(index=False, float_format="%.3f"))
-    members = sweep_members(sweep_dir)
-    bad = members[members["status"] != "finished"]
-    bad.to_csv(out / "failed_members.csv", index=False)
-    files.append(out / "failed_members.csv")
-    for row in bad.itertuples():
-        note = "left out of curves and summary" if row.status == "failed" else "kept"
-        print(f"member {row.run}: {row.status}, {note}: {row.error or ''}")
-    return files
-
-
 # ------------------------------------------------------------------------------------ main
 def _ks(text: str) -> list[int]:
     try:
@@ -179,7 +95,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="rlexp-analyze", description="Tables and figures for a run, sweep, eval or study."
     )
-    parser.add_argument("path", type=Path, help="an eval, run, multirun sweep or study directory")
+    parser.add_argument(
+        "path",
+        type=Path,
+        help="an eval, run, multirun sweep or study directory, or wandb:ENTITY/PROJECT[/GROUP]",
+    )
     parser.add_argument("--out", type=Path, help="output directory (default: PATH/analysis)")
     parser.add_argument(
         "--metric", dest="metrics", nargs="+", help="metrics to plot (runs, sweeps)"
@@ -191,28 +111,48 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def build(kind: str, args: argparse.Namespace, out: Path) -> list[Path]:
-    """Writes the outputs of one directory kind; returns the written paths."""
+    """Writes the outputs of one source kind; returns the written paths."""
     if kind == "eval":
         return analyze_eval(args.path, out, args.ks, args.n_boot)
     if kind == "run":
         return analyze_run(args.path, out, args.metrics, args.smooth)
     if kind == "sweep":
         return analyze_sweep(args.path, out, args.metrics, args.smooth, args.n_boot)
+    if kind == "wandb":
+        entity, project, group = wandb_source(str(args.path))
+        return analyze_wandb(
+            entity, project, group, out, None, args.metrics, args.smooth, args.n_boot
+        )
     result = analyze_study(args.path, out, ks=args.ks, n_boot=args.n_boot)
     files = result["files"].values()
     return [p for f in files for p in (f if isinstance(f, list) else [f])]
+
+
+def wandb_source(text: str) -> tuple[str, str, str | None] | None:
+    """ "wandb:ENTITY/PROJECT[/GROUP]" -> (entity, project, group); None for a plain path."""
+    if not text.startswith("wandb:"):
+        return None
+    parts = text[len("wandb:") :].strip("/").split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"a W&B source is wandb:ENTITY/PROJECT[/GROUP], got {text!r}")
+    return parts[0], parts[1], parts[2] if len(parts) == 3 else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of rlexp-analyze; 0 on success, 2 for a path that is not analysable."""
     args = parse_args(argv)
     try:
-        kind = detect_kind(args.path)
+        source = wandb_source(str(args.path))
+        kind = "wandb" if source else detect_kind(args.path)
     except ValueError as err:
         print(f"rlexp-analyze: error: {err}", file=sys.stderr)
         return 2
-    out = args.out or args.path / "analysis"
-    print(f"{args.path}: {kind} directory")
+    if source:  # W&B runs: no directory to write into
+        out = args.out or Path("analysis-" + "-".join(p for p in source[1:] if p))
+        print(f"{args.path}: W&B runs")
+    else:
+        out = args.out or args.path / "analysis"
+        print(f"{args.path}: {kind} directory")
     try:
         files = build(kind, args, out)
     except (ValueError, KeyError, FileNotFoundError) as err:

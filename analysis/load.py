@@ -105,21 +105,28 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
+    info = _read_json(run_dir / "run_info.json")
+    hydra_overrides = run_dir / ".hydra" / "overrides.yaml"
+    if "overrides" not in info and hydra_overrides.exists():  # killed before run_info.json
+        info["overrides"] = yaml.safe_load(hydra_overrides.read_text()) or []
     return {
         "path": run_dir,
         "config": flatten(config or {}),
-        "info": _read_json(run_dir / "run_info.json"),
+        "info": info,
         "metrics": load_metrics(run_dir),
         "sft_metrics": load_metrics(run_dir, "sft_metrics.jsonl"),
     }
 
 
+RUN_FILES = ("metrics.jsonl", "run_info.json", "config.yaml", ".hydra/overrides.yaml")
+
+
 def is_run_dir(path: Path) -> bool:
-    return any((path / f).exists() for f in ("metrics.jsonl", "run_info.json", "config.yaml"))
+    return any((path / f).exists() for f in RUN_FILES)
 
 
 # ------------------------------------------------------------------------------------ sweeps
-def _member_dirs(sweep_dir: Path) -> list[Path]:
+def member_dirs(sweep_dir: Path) -> list[Path]:
     """Member run directories, numbered ones in numeric order first."""
     dirs = [p for p in sweep_dir.iterdir() if p.is_dir() and is_run_dir(p)]
     return sorted(dirs, key=lambda p: (0, int(p.name), "") if p.name.isdigit() else (1, 0, p.name))
@@ -140,26 +147,66 @@ def _knob_values(runs: list[dict[str, Any]]) -> pd.DataFrame:
     keys = [k for k in keys if k not in _NOT_KNOBS and not k.startswith(_NOT_KNOB_PREFIXES)]
     table = pd.DataFrame([{k: s.get(k) for k in keys} for s in sources], columns=keys)
     varying = [k for k in keys if table[k].astype(str).nunique(dropna=False) > 1]
-    return table[varying]
+    return _drop_aliases(table[varying])
+
+
+def _knob_rank(key: str) -> tuple[int, int]:
+    """Which of several keys that vary together names the knob: the algorithm, then a config
+    group's choice (``advantage.name``), then the shortest key."""
+    top = 0 if key in ("algorithm", "algorithm.name") else 1 if key.endswith(".name") else 2
+    return top, len(key)
+
+
+def _drop_aliases(table: pd.DataFrame) -> pd.DataFrame:
+    """Keep one key per way of splitting the members: keys that always change together (a
+    config group's choice and the values it brings) are one knob, named by `_knob_rank`.
+    The seed is always kept. ``table.attrs["aliases"]`` maps each kept key to those it stands for.
+    """
+    by_split: dict[tuple[int, ...], list[str]] = {}
+    for key in table.columns.drop("seed", errors="ignore"):
+        codes = tuple(pd.factorize(table[key].astype(str))[0])
+        by_split.setdefault(codes, []).append(key)
+    keep, aliases = {"seed"}, {}
+    for keys in by_split.values():
+        best = min(keys, key=_knob_rank)
+        keep.add(best)
+        if len(keys) > 1:
+            aliases[best] = [k for k in keys if k != best]
+    out = table[[k for k in table.columns if k in keep]]
+    out.attrs["aliases"] = aliases
+    return out
 
 
 def sweep_members(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per member: run, status, error, seed and the swept knob values."""
-    runs = [load_run(p) for p in _member_dirs(Path(sweep_dir))]
-    return _members_table(runs)
+    runs = [load_run(p) for p in member_dirs(Path(sweep_dir))]
+    return members_table(runs)
 
 
-def _members_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+def _seed(run: dict[str, Any]) -> Any:
+    """The run's seed: run_info.json, else config.yaml, else its overrides."""
+    for source in (run["info"], run["config"], parse_overrides(run["info"].get("overrides", []))):
+        if source.get("seed") is not None:
+            return source["seed"]
+    return None
+
+
+def members_table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """One row per run dict (`load_run`'s keys; "name" overrides the directory name): run,
+    status, error, seed and the swept knobs."""
     knobs = _knob_values(runs) if runs else pd.DataFrame()
     base = pd.DataFrame(
         {
-            "run": [r["path"].name for r in runs],
-            "status": [r["info"].get("status", "unknown") for r in runs],
+            "run": [r.get("name") or r["path"].name for r in runs],
+            # missing: no run_info.json (a member killed before its run started)
+            "status": [r["info"].get("status", "missing") for r in runs],
             "error": [r["info"].get("error") for r in runs],
-            "seed": [r["info"].get("seed", r["config"].get("seed")) for r in runs],
+            "seed": [_seed(r) for r in runs],
         }
     )
-    return pd.concat([base, knobs.drop(columns=["seed"], errors="ignore")], axis=1)
+    out = pd.concat([base, knobs.drop(columns=["seed"], errors="ignore")], axis=1)
+    out.attrs["aliases"] = knobs.attrs.get("aliases", {})
+    return out
 
 
 def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
@@ -171,10 +218,17 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     ``df.attrs["knobs"]`` names the swept keys.
     """
     sweep_dir = Path(sweep_dir)
-    runs = [load_run(p) for p in _member_dirs(sweep_dir)]
+    runs = [load_run(p) for p in member_dirs(sweep_dir)]
     if not runs:
         raise ValueError(f"{sweep_dir} holds no run directories")
-    members = _members_table(runs).drop(columns=["error"])
+    return tidy_sweep(runs)
+
+
+def tidy_sweep(runs: list[dict[str, Any]]) -> pd.DataFrame:
+    """Run dicts (`load_run`'s keys) -> the tidy table of `load_sweep`."""
+    members = members_table(runs)
+    aliases = members.attrs["aliases"]
+    members = members.drop(columns=["error"])
     frames = []
     for (_, member), run in zip(members.iterrows(), runs, strict=True):
         metrics = run["metrics"] if len(run["metrics"]) else pd.DataFrame({STEP: [math.nan]})
@@ -182,7 +236,60 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True)
     df = df[[*members.columns, *[c for c in df.columns if c not in members.columns]]]
     df.attrs["knobs"] = [c for c in members.columns if c not in ("run", "status")]
+    df.attrs["aliases"] = aliases
     return df
+
+
+# ------------------------------------------------------------------------------------ W&B
+def _unwrap(config: dict[str, Any]) -> dict[str, Any]:
+    """A W&B config without its internal keys ("_wandb") and {"value": x} wrappers."""
+    out = {}
+    for k, v in config.items():
+        if str(k).startswith("_"):
+            continue
+        if isinstance(v, dict) and set(v) <= {"value", "desc"} and "value" in v:
+            v = v["value"]
+        out[k] = _unwrap(v) if isinstance(v, dict) else v
+    return out
+
+
+def wandb_runs(entity: str, project: str, group: str | None = None, api: Any = None) -> list[dict]:
+    """The runs of a W&B project (one group, or all) as run dicts like `analysis.load.load_run`.
+
+    api: a ``wandb.Api()`` (made here when None); only ``api.runs(path, filters=...)`` and each
+    run's ``id``, ``name``, ``state``, ``config`` and ``scan_history()`` are used. A run in state
+    "failed" or "crashed" gets status "failed".
+    """
+    if api is None:
+        import wandb  # slow import: only for users who sync
+
+        api = wandb.Api()
+    filters = {"group": group} if group else {}
+    out = []
+    for run in api.runs(f"{entity}/{project}", filters=filters):
+        config = _unwrap(dict(run.config))
+        rows = [
+            {k: v for k, v in r.items() if not str(k).startswith("_")} for r in run.scan_history()
+        ]
+        state = str(run.state)
+        status = "failed" if state in ("failed", "crashed") else state
+        info = {"status": status, "seed": config.get("seed")}
+        info["error"] = f"W&B run state {state!r}" if status == "failed" else None
+        metrics = pd.DataFrame.from_records(rows)
+        for col in metrics.columns:
+            metrics[col] = pd.to_numeric(metrics[col], errors="coerce")
+        if STEP in metrics:
+            metrics = metrics.dropna(subset=[STEP]).drop_duplicates(STEP, keep="last")
+        out.append(
+            {
+                "path": Path(str(run.id)),
+                "name": str(run.name or run.id),
+                "config": flatten(config),
+                "info": info,
+                "metrics": metrics.reset_index(drop=True),
+            }
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------------ evals
@@ -203,7 +310,7 @@ def detect_kind(path: str | Path) -> str:
         raise ValueError(f"{path} is not a directory")
     if (path / "study.json").exists():
         return "study"
-    if (path / "multirun.yaml").exists() or (_member_dirs(path) and not is_run_dir(path)):
+    if (path / "multirun.yaml").exists() or (member_dirs(path) and not is_run_dir(path)):
         return "sweep"
     if is_run_dir(path):
         return "run"

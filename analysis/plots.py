@@ -33,6 +33,20 @@ LABELS = {
     "loss/policy": "policy loss",
     "eval/sampled_accuracy": "eval accuracy (sampled)",
     "eval/greedy_accuracy": "eval accuracy (greedy)",
+    "eval/format_rate": "answer-format rate",
+    "adv/var": "advantage variance",
+    "adv/mc_var": "MC advantage variance",
+    "adv/mc_corr": "corr(A, A$_{\\mathrm{MC}}$)",
+    "adv/mc_mse": "MSE(A, A$_{\\mathrm{MC}}$)",
+    "critic/explained_variance": "critic explained variance",
+    "train/sampled_tokens": "sampled tokens",
+    "advantage.lam": "GAE $\\lambda$",
+    "algorithm.critic.lam": "critic $\\lambda$",
+    "advantage.gamma": "$\\gamma$",
+    "algorithm.group_size": "group size $G$",
+    "algorithm.prompts_per_step": "prompts per step",
+    "algorithm": "algorithm",
+    "algorithm.name": "algorithm",
     "sft/heldout_loss": "held-out loss",
     "sft/greedy_accuracy": "greedy",
     "sft/sampled_accuracy": "sampled",
@@ -42,9 +56,24 @@ LABELS = {
 WIDE = (6.0, 2.3)  # two panels side by side
 
 
+def legend_layout(labels: Sequence[str], width: float, title: bool = False) -> tuple[int, float]:
+    """(columns, height in inches) of a legend of `labels` under a figure `width` inches wide:
+    as many columns as fit (8-pt text, ~0.055 in per character plus the handle), and the
+    height its rows take, which the figure adds so the axes keep their size."""
+    entry = 0.5 + 0.055 * max((len(str(x)) for x in labels), default=1)
+    ncol = max(1, min(len(labels), int(width // entry)))
+    rows = -(-len(labels) // ncol)
+    return ncol, 0.17 * rows + 0.12 + (0.17 if title else 0.0)
+
+
 def label(key: str) -> str:
     """Axis label for a metric key (the key itself when it has no nicer name)."""
-    return LABELS.get(key, key)
+    if key in LABELS:
+        return LABELS[key]
+    kind, _, k = key.partition("@")  # maj@16 / pass@16 from eval samples, eval/pass@8 logged
+    if k.isdigit() and kind.rsplit("/", 1)[-1] in ("maj", "pass"):
+        return f"{kind.rsplit('/', 1)[-1].capitalize()}@{k}"
+    return key
 
 
 def _log2_axis(ax: Axes, ks: Sequence[int]) -> None:
@@ -65,10 +94,16 @@ def _tight_ylim(lows: np.ndarray, highs: np.ndarray) -> tuple[float, float]:
     return max(0.0, lo - pad), min(1.0, hi) + pad
 
 
-def plot_passk_majk(summary_df: pd.DataFrame, path: str | Path) -> list[Path]:
+def plot_passk_majk(
+    summary_df: pd.DataFrame,
+    path: str | Path,
+    styles: dict[str, tuple[str, str]] | None = None,
+    legend_title: str | None = None,
+) -> list[Path]:
     """Maj@K (left) and Pass@K (right) vs K, one line + CI band per model.
 
     summary_df: `analysis.metrics.summarize` rows with a `model` column (models in order).
+    styles: (colour, marker) per model, e.g. a sweep's settings (default: the model colours).
     """
     models = list(dict.fromkeys(summary_df["model"]))
     metrics = (("maj@K", "Maj@K"), ("pass@K", "Pass@K"))
@@ -78,17 +113,20 @@ def plot_passk_majk(summary_df: pd.DataFrame, path: str | Path) -> list[Path]:
         for ax, (col, title) in zip(axes, metrics, strict=True):
             for i, model in enumerate(models):
                 d = summary_df[summary_df["model"] == model].sort_values("K")
-                color = model_color(model, i)
+                color, marker = (styles or {}).get(
+                    model, (model_color(model, i), model_marker(model, i))
+                )
                 band = d[f"{col}_low"], d[f"{col}_high"]
                 ax.fill_between(d["K"], *band, color=color, alpha=0.18, linewidth=0)
-                ax.plot(d["K"], d[col], color=color, marker=model_marker(model, i), label=model)
+                ax.plot(d["K"], d[col], color=color, marker=marker, label=model)
             _log2_axis(ax, summary_df["K"].unique())
             ax.set(title=title, xlabel="$K$")
         lows = summary_df[[f"{c}_low" for c, _ in metrics]].to_numpy()
         highs = summary_df[[f"{c}_high" for c, _ in metrics]].to_numpy()
         axes[0].set(ylabel="accuracy", ylim=_tight_ylim(lows, highs))
         handles, labels = axes[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="outside upper center", ncol=len(models))
+        ncol = len(models) if len(models) <= 6 else 4
+        fig.legend(handles, labels, loc="outside upper center", ncol=ncol, title=legend_title)
         return save_figure(fig, path)
 
 
@@ -120,6 +158,10 @@ def seed_band(
 
 
 def _ordered(values: pd.Series) -> list:
+    """Distinct values in order: a categorical's own order, else sorted."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        present = set(values.dropna())
+        return [c for c in values.cat.categories if c in present]
     uniq = values.dropna().unique().tolist()
     try:
         return sorted(uniq)
@@ -136,11 +178,15 @@ def plot_learning_curves(
     unit: str = "run",
     smooth: int = 1,
     n_boot: int = 1000,
+    styles: dict[str, tuple[str, str]] | None = None,
+    facet: str | None = None,
 ) -> list[Path]:
     """Mean and 95% bootstrap CI across runs (seeds) of `metric` vs `step`, a line per hue value.
 
     df: tidy, one row per run per step (`load_sweep`); without a `unit` column it is one run.
     smooth > 1 averages each run over a trailing window of that many logged points first.
+    styles: (colour, marker) per hue value, so a setting looks the same in every figure.
+    facet: a column splitting the runs into panels (e.g. the algorithm when the lines are G).
     """
     df = df if unit in df else df.assign(**{unit: "run"})
     data = df.dropna(subset=[step, metric]).sort_values(step)
@@ -150,24 +196,48 @@ def plot_learning_curves(
         roll = data.groupby(unit)[metric].transform(lambda s: s.rolling(smooth, 1).mean())
         data = data.assign(**{metric: roll})
     groups = _ordered(data[hue]) if hue else [None]
-    styles = series_styles([str(g) for g in groups])
+    styles = styles or series_styles([str(g) for g in groups])
+    panels = _ordered(data[facet]) if facet else [None]
+    ncols = min(len(panels), 3)
+    nrows = -(-len(panels) // ncols)
+    width = COLUMN_WIDTH if facet is None else min(6.9, 2.3 * ncols)
+    title = None if hue in (None, "setting") else hue
+    ncol, extra = legend_layout([str(g) for g in groups], width, bool(title))
+    height = (2.0 if facet is None else 1.8 * nrows + 0.2) + (extra if hue is not None else 0.0)
     with paper_style():
-        fig = Figure(figsize=(COLUMN_WIDTH, 2.4), layout="constrained")
-        ax = fig.subplots()
-        for group in groups:
-            part = data if hue is None else data[data[hue] == group]
-            wide = part.pivot_table(index=step, columns=unit, values=metric, aggfunc="last")
-            mean, low, high = seed_band(wide.to_numpy(), n_boot)
-            color, marker = styles[str(group)]
-            ax.fill_between(wide.index, low, high, color=color, alpha=0.2, linewidth=0)
-            dense = len(wide) > 30  # many logged steps: thin lines, no markers
-            line = {"linewidth": 1.0} if dense else {"marker": marker}
-            ax.plot(wide.index, mean, color=color, label=str(group), **line)
-        ax.set(xlabel=label(step), ylabel=label(metric))
+        fig = Figure(figsize=(width, height), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
+        handles: dict[str, object] = {}
+        for i, (ax, panel) in enumerate(zip(axes, panels, strict=False)):
+            rows = data if facet is None else data[data[facet] == panel]
+            for group in groups:
+                part = rows if hue is None else rows[rows[hue] == group]
+                if part.empty:
+                    continue
+                wide = part.pivot_table(index=step, columns=unit, values=metric, aggfunc="last")
+                mean, low, high = seed_band(wide.to_numpy(), n_boot)
+                color, marker = styles[str(group)]
+                ax.fill_between(wide.index, low, high, color=color, alpha=0.2, linewidth=0)
+                dense = len(wide) > 30  # many logged steps: thin lines, no markers
+                line = {"linewidth": 1.0} if dense else {"marker": marker}
+                (handles[str(group)],) = ax.plot(wide.index, mean, color=color, **line)
+            if facet is not None:
+                ax.set_title(str(panel), fontsize=9)
+            if i >= len(panels) - ncols:  # bottom row
+                ax.set_xlabel(label(step))
+            if i % ncols == 0:
+                ax.set_ylabel(label(metric))
+        for ax in axes[len(panels) :]:
+            ax.set_visible(False)
         if hue is not None:  # below the axes: never covers a curve
-            ncol = min(len(groups), 4 if max(len(str(g)) for g in groups) <= 10 else 2)
-            title = None if hue == "setting" else hue
-            fig.legend(title=title, loc="outside lower center", ncol=ncol)
+            names = [str(g) for g in groups if str(g) in handles]
+            fig.legend(
+                [handles[n] for n in names],
+                names,
+                title=title,
+                loc="outside lower center",
+                ncol=ncol,
+            )
         return save_figure(fig, path)
 
 

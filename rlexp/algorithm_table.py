@@ -22,6 +22,17 @@ and a test fails when it drifts. Config keys: `advantage=` (group), `algorithm.p
 | algorithm | advantage | ratio / clip | loss aggregation | KL | critic | extras |
 |---|---|---|---|---|---|---|
 """
+OFFLINE_HEADER = """
+## Offline methods
+
+Sampled once from the fixed SFT base before training (theory.md §5), then `steps` optimizer steps
+with the same held-out evaluation as the online runs. Config keys: `algorithm.dpo.*` (`beta`,
+`kind`, `pairs_file`, `k`, `n_prompts`, `pairs_per_prompt`, `batch_size`), `algorithm.rft.*`
+(`k`, `n_prompts`, `batch_size`), `algorithm.lr`; the sampling follows `rollout.*`.
+
+| algorithm | data | loss | batch |
+|---|---|---|---|
+"""
 
 
 def _advantage(adv) -> str:
@@ -29,11 +40,16 @@ def _advantage(adv) -> str:
     return f"`{adv.name}`" + (f" ({params})" if params else "")
 
 
-def row(name: str) -> str:
+def _compose(name: str):
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"algorithm={name}", "output_dir=."])
+        return compose(config_name="config", overrides=[f"algorithm={name}", "output_dir=."])
+
+
+def row(name: str, cfg=None) -> str:
+    """One online algorithm: the pieces of the RL loop it sets."""
+    cfg = cfg if cfg is not None else _compose(name)
     a = cfg.algorithm
     clip = f"`{a.policy_loss}` [1-{a.clip_low}, 1+{a.clip_high}]" + (
         f", dual {a.dual_clip}" if a.dual_clip else ""
@@ -49,9 +65,31 @@ def row(name: str) -> str:
     return f"| `{name}` | {_advantage(cfg.advantage)} | {clip} | {agg} | {kl} | {critic} | {', '.join(extras)} |"
 
 
+def offline_row(name: str, cfg=None) -> str:
+    """One offline method (theory.md §5): its data, its loss and its batch."""
+    cfg = cfg if cfg is not None else _compose(name)
+    a = cfg.algorithm
+    if a.trainer == "dpo":
+        d = a.dpo
+        data = (
+            f"k={d.k} samples × {d.n_prompts} prompts → ≤{d.pairs_per_prompt} (correct, incorrect) "
+            "pair(s) per prompt, or `algorithm.dpo.pairs_file`"
+        )
+        loss = f"`{d.kind}`, β={d.beta}, reference = the SFT base"
+        batch = f"{d.batch_size} pairs"
+    else:
+        r = a.rft
+        data = f"k={r.k} samples × {r.n_prompts} prompts → the correct ones, deduplicated"
+        loss, batch = "SFT cross-entropy (`rlexp.sft`)", f"{r.batch_size} completions"
+    return f"| `{name}` | {data} | {loss} | {batch}, lr={a.lr} |"
+
+
 def table() -> str:
     names = sorted(p.stem for p in (CONF_DIR / "algorithm").glob("*.yaml") if p.stem != "sft")
-    return HEADER + "\n".join(row(n) for n in names) + "\n"
+    cfgs = {n: _compose(n) for n in names}
+    online = [row(n, c) for n, c in cfgs.items() if c.algorithm.trainer == "rl"]
+    offline = [offline_row(n, c) for n, c in cfgs.items() if c.algorithm.trainer != "rl"]
+    return HEADER + "\n".join(online) + "\n" + OFFLINE_HEADER + "\n".join(offline) + "\n"
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.checkpoint import atomic_dir, commit_dir
@@ -94,13 +95,39 @@ def ensure_sft_base(
     """Path of the cached SFT base for this config, training and caching it first if missing.
 
     The SFT curve is kept with the checkpoint (``sft_metrics.jsonl``) and copied into the run
-    directory, so every RL run shows the base it started from.
+    directory, so every RL run shows the base it started from. Sweep members that need the same
+    missing base at once (parallel launchers) take turns on a file lock: one trains it, the others
+    wait and then load it.
     """
     target = Path(cfg.cache_dir) / "sft" / sft_key(cfg)
-    if (target / "config.json").exists():
-        shutil.copy(target / "sft_metrics.jsonl", run_dir / "sft_metrics.jsonl")
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    if not (target / "config.json").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(target.parent / f"{target.name}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            print(f"waiting for another job to finish the SFT base {target} ...", flush=True)
+            lock.acquire()
+        try:
+            if not (target / "config.json").exists():  # else: trained while this job waited
+                _train_base(cfg, task, device, dtype, logger, run_dir, target)
+                return target
+        finally:
+            lock.release()
+    shutil.copy(target / "sft_metrics.jsonl", run_dir / "sft_metrics.jsonl")
+    return target
+
+
+def _train_base(
+    cfg: DictConfig,
+    task: Task,
+    device: torch.device,
+    dtype: torch.dtype,
+    logger,
+    run_dir: Path,
+    target: Path,
+) -> None:
+    """SFT-train the base and commit it to ``target`` whole (a temporary folder, then a rename)."""
     model, tokenizer, _ = sft_stage(
         cfg, task, device, dtype, lambda row: logger.log(row, "sft_metrics.jsonl")
     )
@@ -109,8 +136,14 @@ def ensure_sft_base(
     tokenizer.save_pretrained(tmp)
     shutil.copy(run_dir / "sft_metrics.jsonl", tmp / "sft_metrics.jsonl")
     OmegaConf.save(OmegaConf.masked_copy(cfg, ["model", "task", "sft"]), tmp / "sft_config.yaml")
-    if (target / "config.json").exists():  # a concurrent job finished the same base first
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        commit_dir(tmp, target)
-    return target
+    commit_dir(tmp, target)
+
+
+def start_checkpoint(
+    cfg: DictConfig, task: Task, device: torch.device, dtype: torch.dtype, logger, run_dir: Path
+) -> str | None:
+    """The weights a training run starts from: the cached SFT base (``model.sft_first``, trained
+    first if missing), else ``model.path`` (``model=hf``); ``None`` means a fresh tiny model."""
+    if cfg.model.sft_first:
+        return str(ensure_sft_base(cfg, task, device, dtype, logger, run_dir))
+    return cfg.model.path if cfg.model.name == "hf" else None

@@ -86,3 +86,14 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 def load_trainer_state(ckpt: Path) -> dict[str, Any]:
     """The trainer state of a checkpoint; ``weights_only`` so nothing arbitrary is unpickled."""
     return torch.load(ckpt / "trainer_state.pt", weights_only=True)
+
+
+class WithTokenizer:
+    """Saves a model and its tokenizer into one folder, so it loads like a hub checkpoint."""
+
+    def __init__(self, model, tokenizer) -> None:
+        self.model, self.tokenizer = model, tokenizer
+
+    def save_pretrained(self, path: Path) -> None:
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)

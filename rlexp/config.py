@@ -13,6 +13,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from rlexp.sweeps import register_sweeps
+
 
 @dataclass
 class KLConfig:
@@ -43,11 +45,37 @@ class OverlongConfig:
 
 
 @dataclass
+class DPOConfig:
+    """DPO (theory.md §5): preference pairs from a JSONL file, or built by sampling the start model
+    and pairing a verifier-correct completion with an incorrect one of the same prompt."""
+
+    beta: float = 0.1  # β: scale of the implicit reward β·log(π_θ/π_ref), > 0
+    kind: str = "sigmoid"  # sigmoid (DPO) | ipo; see rlexp.losses.dpo_loss
+    pairs_file: str | None = None  # JSONL of {"prompt", "chosen", "rejected"}; null: sample
+    k: int = 8  # completions sampled per training prompt to build pairs (>= 2)
+    n_prompts: int = 1024  # training prompts sampled to build pairs
+    pairs_per_prompt: int = 1  # at most this many (correct, incorrect) pairs from one prompt
+    batch_size: int = 32  # pairs per optimizer step
+    warmup_steps: int = 0  # linear warm-up of algorithm.lr over the first steps
+    nll_coef: float = 0.0  # α: + α·(per-token NLL of chosen), RPO (Pang et al. 2024); 0 = DPO
+
+
+@dataclass
+class RFTConfig:
+    """Rejection-sampling fine-tuning (theory.md §5): SFT on the start model's own correct samples."""
+
+    k: int = 8  # completions sampled per training prompt
+    n_prompts: int = 1024  # training prompts sampled
+    batch_size: int = 64  # kept completions per optimizer step
+    warmup_steps: int = 0  # linear warm-up of algorithm.lr over the first steps
+
+
+@dataclass
 class AlgorithmConfig:
     """How one rollout batch turns into parameter updates."""
 
     name: str = MISSING
-    trainer: str = "rl"  # "rl" (online RL loop) | "sft" (supervised fine-tuning only)
+    trainer: str = "rl"  # "rl" (online RL loop) | "sft" (SFT only) | "dpo" | "rft" (offline)
     policy_loss: str = "ppo_clip"  # registry name in rlexp.losses.POLICY_LOSSES
     clip_low: float = 0.2  # ε_low: ratio floor 1 - ε_low
     clip_high: float = 0.2  # ε_high: ratio ceiling 1 + ε_high
@@ -69,6 +97,8 @@ class AlgorithmConfig:
     overlong: OverlongConfig = field(default_factory=OverlongConfig)
     kl: KLConfig = field(default_factory=KLConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)  # trainer=dpo only
+    rft: RFTConfig = field(default_factory=RFTConfig)  # trainer=rft only
 
 
 @dataclass
@@ -142,6 +172,7 @@ class ArithmeticTaskConfig:
     n_train: int = 20000
     n_test: int = 500
     seed: int = 1234
+    carry_slip: float = 0.0  # P(a training solution forgets a carry); test solutions are clean
 
 
 @dataclass
@@ -221,7 +252,7 @@ class RootConfig:
     cache_dir: str = ".cache/rlexp"
     resume: bool = False
     device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    threads: int = 0  # torch threads; 0 = auto: cores // n_jobs under joblib, else torch's
 
 
 @dataclass
@@ -262,3 +293,4 @@ def register_configs() -> None:
     cs.store(group="reward", name="reward_schema", node=RewardConfig)
     cs.store(group="task", name="arithmetic_schema", node=ArithmeticTaskConfig)
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    register_sweeps(cs)  # sweeps/<name>.yaml as the group `sweep` (+sweep=<name>)

@@ -6,6 +6,7 @@ Greedy accuracy, and n samples per problem at the evaluation temperature: sample
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import torch
@@ -92,6 +93,29 @@ def evaluate(
     out[f"{prefix}/pass@{n_samples}"] = float(per_problem.any(1).float().mean())
     out[f"{prefix}/format_rate"] = _mean(task.is_well_formed(t) for t in texts)
     out[f"{prefix}/length_mean"] = _mean(lengths)
+    return out
+
+
+def heldout_eval(model, tokenizer, task: Task, cfg) -> dict[str, float]:
+    """A run's periodic held-out evaluation: ``cfg.eval`` settings on the first
+    ``eval.n_problems`` test problems, sampling seeded by ``cfg.seed`` (so every evaluation of a
+    run, and runs of any algorithm with one seed, see the same random draws); adds ``time/eval``."""
+    e = cfg.eval
+    t0 = time.perf_counter()
+    out = evaluate(
+        model,
+        tokenizer,
+        task,
+        task.test[: e.n_problems],
+        n_samples=e.n_samples,
+        temperature=e.temperature,
+        top_p=e.top_p,
+        max_new_tokens=e.max_new_tokens or cfg.rollout.max_new_tokens,
+        greedy=e.greedy,
+        batch_size=e.batch_size,
+        seed=cfg.seed,
+    )
+    out["time/eval"] = time.perf_counter() - t0
     return out
 
 

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from rlexp.advantages import ADVANTAGES, AdvantageInputs, gae
 from rlexp.data import decode_completions, encode_prompts
+from rlexp.diagnostics import advantage_diagnostics, mc_advantages
 from rlexp.kl import kl_estimate
 from rlexp.logprobs import build_attention_inputs, completion_logprobs
 from rlexp.rewards import is_correct, overlong_penalty, score_components, weighted_sum
@@ -209,8 +210,9 @@ def compute_advantages(batch: RolloutBatch, adv_cfg: dict, critic_lam: float | N
         )
 
 
-def rollout_stats(batch: RolloutBatch) -> dict[str, float]:
-    """Reward, accuracy, zero-variance groups, lengths, advantages of one batch."""
+def rollout_stats(batch: RolloutBatch, gamma: float = 1.0) -> dict[str, float]:
+    """Reward, accuracy, zero-variance groups, lengths, advantages of one batch; with a critic
+    also the advantages' variance and agreement with Monte-Carlo advantages (discount ``gamma``)."""
     lengths = batch.completion_mask.sum(1)
     ids = batch.group_ids
     _, inverse = torch.unique(ids, return_inverse=True)
@@ -233,7 +235,18 @@ def rollout_stats(batch: RolloutBatch) -> dict[str, float]:
         "train/truncated_frac": float(batch.truncated.float().mean()),
         "adv/mean": float(adv.mean()),
         "adv/std": float(adv.std()) if adv.numel() > 1 else 0.0,
-    }
+    } | _mc_agreement(batch, gamma)
+
+
+def _mc_agreement(batch: RolloutBatch, gamma: float) -> dict[str, float]:
+    """adv/var, adv/mc_var, adv/mc_corr, adv/mc_mse against λ = 1 returns minus V of the same
+    rollouts (rlexp.diagnostics); only with a critic, and an undefined value (NaN) is left out."""
+    if batch.values is None or batch.advantages is None:
+        return {}
+    mask = batch.completion_mask
+    mc = mc_advantages(batch.token_rewards, batch.values, mask, gamma)
+    stats = advantage_diagnostics(batch.advantages, mc, mask)
+    return {f"adv/{k}": float(v) for k, v in stats.items() if torch.isfinite(v)}
 
 
 def add_overlong_penalty(batch: RolloutBatch, max_len: int, cache_len: int) -> None:

@@ -52,6 +52,26 @@ def sft_loss(model, ids: Tensor, mask: Tensor, labels: Tensor) -> Tensor:
     )
 
 
+def sft_update(
+    model,
+    optimizer: torch.optim.Optimizer,
+    examples: Sequence[tuple[list[int], int]],
+    pad_id: int,
+    device: torch.device,
+    max_grad_norm: float = 1.0,
+) -> dict[str, float]:
+    """One optimizer step of ``sft_loss`` on encoded ``examples`` (from ``encode_examples``), with
+    the gradient norm clipped; returns ``loss/sft`` and ``train/grad_norm``."""
+    model.train()
+    ids, mask, labels = (t.to(device) for t in collate(examples, pad_id))
+    loss = sft_loss(model, ids, mask, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return {"loss/sft": float(loss.detach()), "train/grad_norm": float(grad_norm)}
+
+
 @torch.no_grad()
 def heldout_loss(
     model, examples, pad_id: int, device: torch.device, batch_size: int = 256
@@ -110,14 +130,8 @@ def train_sft(
             bar.set_postfix(loss=f"{final['sft/heldout_loss']:.3f}")
         if step == cfg.steps:
             break
-        model.train()
         idx = torch.randint(len(examples), (cfg.batch_size,), generator=g).tolist()
-        ids, mask, labels = (t.to(device) for t in collate([examples[i] for i in idx], pad))
-        loss = sft_loss(model, ids, mask, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
+        sft_update(model, optimizer, [examples[i] for i in idx], pad, device)
         sched.step()
     model.eval()
     return final

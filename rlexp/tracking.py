@@ -59,7 +59,7 @@ class RunLogger:
             )
             self.wandb_run.define_metric("train/step")
             self.wandb_run.define_metric("sft/step")
-            for prefix in ("train", "loss", "eval", "time", "critic", "adv"):
+            for prefix in ("train", "loss", "eval", "time", "critic", "adv", "dpo", "rft"):
                 self.wandb_run.define_metric(f"{prefix}/*", step_metric="train/step")
             self.wandb_run.define_metric("sft/*", step_metric="sft/step")
         elif backend != "none":

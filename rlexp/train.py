@@ -18,11 +18,14 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from rlexp.base_model import ensure_sft_base, init_model, sft_stage
+from rlexp.base_model import init_model, sft_stage, start_checkpoint
 from rlexp.checkpoint import atomic_dir, commit_dir, latest_checkpoint
 from rlexp.config import register_configs
+from rlexp.dpo import run_dpo
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
 from rlexp.models.value import ValueModel
+from rlexp.multirun import apply_threads, is_multirun, record_failure
+from rlexp.rft import run_rft
 from rlexp.tasks import build_task
 from rlexp.tracking import RunLogger
 from rlexp.trainer import RLTrainer
@@ -30,6 +33,7 @@ from rlexp.validation import ConfigError, validate
 
 register_configs()
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # the repository's conf/
+OFFLINE_RUNNERS = {"dpo": run_dpo, "rft": run_rft}  # algorithm.trainer → offline method
 
 
 def _hydra_names(cfg: DictConfig) -> tuple[str | None, str | None, list[str]]:
@@ -69,8 +73,7 @@ def run(cfg: DictConfig) -> float:
     validate(cfg)
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.threads > 0:
-        torch.set_num_threads(cfg.threads)
+    apply_threads(cfg.threads)  # threads=0: divided among a launcher's parallel jobs
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
     device = resolve_device(cfg.device)
@@ -86,6 +89,7 @@ def run(cfg: DictConfig) -> float:
         "seed": cfg.seed,
         "sft_seed": cfg.sft.seed,
         "task_seed": cfg.task.get("seed"),
+        "torch_threads": torch.get_num_threads(),
         "git_commit": _git_commit(),
         "command": " ".join(sys.argv),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -110,6 +114,8 @@ def run(cfg: DictConfig) -> float:
         task = build_task(cfg.task.name, **{k: v for k, v in cfg.task.items() if k != "name"})
         if cfg.algorithm.trainer == "sft":
             result = _run_sft(cfg, task, device, dtype, logger, run_dir)
+        elif cfg.algorithm.trainer in OFFLINE_RUNNERS:
+            result = _run_offline(cfg, task, device, dtype, logger, run_dir, info)
         else:
             result = _run_rl(cfg, task, device, dtype, logger, run_dir, resume_from, info)
     except BaseException as err:
@@ -147,11 +153,7 @@ def _run_rl(
     cfg, task, device, dtype, logger, run_dir: Path, resume_from: Path | None, info: dict
 ) -> dict:
     if resume_from is None:
-        if cfg.model.sft_first:
-            base = str(ensure_sft_base(cfg, task, device, dtype, logger, run_dir))
-        else:
-            base = cfg.model.path if cfg.model.name == "hf" else None  # tiny: random weights
-        info["base_checkpoint"] = base
+        info["base_checkpoint"] = start_checkpoint(cfg, task, device, dtype, logger, run_dir)
     base = info.get("base_checkpoint")
     if resume_from is not None:
         policy, tokenizer = load_policy(resume_from / "policy", device, dtype)
@@ -178,11 +180,26 @@ def _run_rl(
     if resume_from is not None:
         trainer.restore(resume_from)
     final = trainer.run()
+    _print_base_to_final(run_dir, final)
+    return final
+
+
+def _run_offline(cfg, task, device, dtype, logger, run_dir: Path, info: dict) -> dict:
+    """DPO or RFT from the same start as an RL run (the cached SFT base by default)."""
+    base = info["base_checkpoint"] = start_checkpoint(cfg, task, device, dtype, logger, run_dir)
+    policy, tokenizer = (
+        load_policy(base, device, dtype) if base is not None else init_model(cfg, device, dtype)
+    )
+    final = OFFLINE_RUNNERS[cfg.algorithm.trainer](cfg, task, policy, tokenizer, logger, run_dir)
+    _print_base_to_final(run_dir, final)
+    return final
+
+
+def _print_base_to_final(run_dir: Path, final: dict) -> None:
     first = _first_eval(run_dir)
     for key in ("eval/sampled_accuracy", "eval/greedy_accuracy"):
         if key in final:
             print(f"{key}: base {first.get(key, float('nan')):.3f} -> final {final[key]:.3f}")
-    return final
 
 
 def _first_eval(run_dir: Path) -> dict:
@@ -200,9 +217,22 @@ def main(cfg: DictConfig) -> float:
 
 
 def main_guard(fn, cfg: DictConfig):
-    """Call ``fn(cfg)``; a ConfigError becomes one clear line and exit code 2."""
+    """Call ``fn(cfg)``; a ConfigError becomes one clear line and exit code 2.
+
+    A failure (an exception, a config error, a non-finite metric) is recorded in the run's
+    run_info.json. In a multirun the member then returns NaN, so the other members still run.
+    """
     try:
         return fn(cfg)
-    except ConfigError as err:  # one clear line, not a traceback from deep inside
-        print(f"rlexp: config error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as err:
+        if HydraConfig.initialized():
+            record_failure(Path(HydraConfig.get().runtime.output_dir), err, cfg)
+        if is_multirun():
+            if not isinstance(err, ConfigError):
+                traceback.print_exc()
+            print(f"rlexp: sweep member failed: {type(err).__name__}: {err}", file=sys.stderr)
+            return float("nan")
+        if isinstance(err, ConfigError):  # one clear line, not a traceback from deep inside
+            print(f"rlexp: config error: {err}", file=sys.stderr)
+            sys.exit(2)
+        raise

@@ -15,9 +15,14 @@ import torch
 from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
-from rlexp.checkpoint import load_trainer_state, save_checkpoint, set_rng_state
+from rlexp.checkpoint import (
+    WithTokenizer,
+    load_trainer_state,
+    save_checkpoint,
+    set_rng_state,
+)
 from rlexp.data import PromptStream
-from rlexp.evaluation import evaluate
+from rlexp.evaluation import heldout_eval
 from rlexp.experience import (
     RolloutBatch,
     add_kl_penalty,
@@ -71,7 +76,7 @@ class RLTrainer:
 
     # ---- state -----------------------------------------------------------------------------
     def save(self) -> Path:
-        modules = {"policy": _Both(self.policy, self.tokenizer)}
+        modules = {"policy": WithTokenizer(self.policy, self.tokenizer)}
         state = {
             "optimizer": self.optimizer.state_dict(),
             "stream": self.stream.state_dict(),
@@ -166,7 +171,7 @@ class RLTrainer:
         if algo.kl.placement == "reward" and algo.kl.coef > 0:
             add_kl_penalty(batch, algo.kl.coef, algo.kl.estimator)
         compute_advantages(batch, self.adv_cfg, algo.critic.lam)
-        stats |= rollout_stats(batch)
+        stats |= rollout_stats(batch, self.adv_cfg.get("gamma", 1.0))
         t1 = time.perf_counter()
         stats |= policy_update(
             self.policy, self.optimizer, batch, algo, self.cfg.rollout.temperature, self.update_gen
@@ -178,23 +183,7 @@ class RLTrainer:
         return stats
 
     def evaluate(self) -> dict[str, float]:
-        e = self.cfg.eval
-        t0 = time.perf_counter()
-        out = evaluate(
-            self.policy,
-            self.tokenizer,
-            self.task,
-            self.task.test[: e.n_problems],
-            n_samples=e.n_samples,
-            temperature=e.temperature,
-            top_p=e.top_p,
-            max_new_tokens=e.max_new_tokens or self.cfg.rollout.max_new_tokens,
-            greedy=e.greedy,
-            batch_size=e.batch_size,
-            seed=self.cfg.seed,
-        )
-        out["time/eval"] = time.perf_counter() - t0
-        return out
+        return heldout_eval(self.policy, self.tokenizer, self.task, self.cfg)
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
@@ -233,14 +222,3 @@ def _check_finite_metrics(row: dict[str, float], step: int) -> None:
         value = row.get(key)
         if value is not None and not math.isfinite(value):
             raise FloatingPointError(f"non-finite {key} = {value} at step {step}")
-
-
-class _Both:
-    """Saves a model and its tokenizer into one folder, so it loads like a hub checkpoint."""
-
-    def __init__(self, model, tokenizer) -> None:
-        self.model, self.tokenizer = model, tokenizer
-
-    def save_pretrained(self, path: Path) -> None:
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from rlexp.advantages import ADVANTAGES, estimator_requirements
-from rlexp.losses import AGG_MODES, POLICY_LOSSES
+from rlexp.losses import AGG_MODES, DPO_KINDS, POLICY_LOSSES
+from rlexp.pairs import PairsFileError, load_pairs
 from rlexp.rewards import REWARDS
 from rlexp.tasks import TASKS
 
@@ -41,6 +42,8 @@ def validate(cfg: DictConfig) -> None:
             component in REWARDS,
             f"reward component {component!r} is unknown; choose from: {REWARDS.names()}",
         )
+    if "carry_slip" in cfg.task:
+        _in_unit_interval("task.carry_slip", cfg.task.carry_slip)
     _check(cfg.steps >= 0, f"steps={cfg.steps} must be >= 0")
     _check(
         cfg.rollout.temperature > 0, f"rollout.temperature={cfg.rollout.temperature} must be > 0"
@@ -52,7 +55,10 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.sft.steps >= 0 and cfg.sft.batch_size >= 1, "sft.steps >= 0 and sft.batch_size >= 1")
     if algo.trainer == "sft":
         return
-    _check(algo.trainer == "rl", f"algorithm.trainer={algo.trainer} must be 'rl' or 'sft'")
+    if algo.trainer in OFFLINE_CHECKS:
+        OFFLINE_CHECKS[algo.trainer](cfg)
+        return
+    _check(algo.trainer == "rl", f"algorithm.trainer={algo.trainer}: use rl, sft, dpo or rft")
     _validate_advantage(cfg)
     _validate_policy_update(algo)
     _validate_batch_sizes(algo)
@@ -165,3 +171,45 @@ def _validate_sampling(cfg: DictConfig) -> None:
             f"algorithm.overlong.max_len={max_len} exceeds rollout.max_new_tokens="
             f"{cfg.rollout.max_new_tokens}: no completion could reach it",
         )
+
+
+def _validate_offline(cfg: DictConfig) -> None:
+    algo = cfg.algorithm
+    _check(algo.lr > 0, f"algorithm.lr={algo.lr} must be > 0")
+    _check(algo.micro_batch_size >= 1, "algorithm.micro_batch_size must be >= 1")
+    _check(
+        not cfg.resume,
+        f"resume=true: algorithm={algo.name} (an offline method) does not resume; start a new run",
+    )
+
+
+def _validate_dpo(cfg: DictConfig) -> None:
+    d = cfg.algorithm.dpo
+    _validate_offline(cfg)
+    _check(d.beta > 0, f"algorithm.dpo.beta={d.beta} must be > 0")
+    _check(d.kind in DPO_KINDS, f"algorithm.dpo.kind={d.kind} is unknown; use {DPO_KINDS.names()}")
+    _check(d.batch_size >= 1, f"algorithm.dpo.batch_size={d.batch_size} must be >= 1")
+    if d.pairs_file:  # read now, so a bad line stops the run before any compute
+        try:
+            load_pairs(d.pairs_file)
+        except PairsFileError as err:
+            raise ConfigError(f"algorithm.dpo.pairs_file: {err}") from None
+        return
+    _check(
+        d.k >= 2,
+        f"algorithm.dpo.k={d.k}: building pairs needs >= 2 samples per prompt (a right and a "
+        "wrong one), or a pairs file (algorithm.dpo.pairs_file)",
+    )
+    _check(d.n_prompts >= 1, f"algorithm.dpo.n_prompts={d.n_prompts} must be >= 1")
+    _check(d.pairs_per_prompt >= 1, "algorithm.dpo.pairs_per_prompt must be >= 1")
+
+
+def _validate_rft(cfg: DictConfig) -> None:
+    r = cfg.algorithm.rft
+    _validate_offline(cfg)
+    _check(r.k >= 1, f"algorithm.rft.k={r.k} must be >= 1")
+    _check(r.n_prompts >= 1, f"algorithm.rft.n_prompts={r.n_prompts} must be >= 1")
+    _check(r.batch_size >= 1, f"algorithm.rft.batch_size={r.batch_size} must be >= 1")
+
+
+OFFLINE_CHECKS = {"dpo": _validate_dpo, "rft": _validate_rft}  # algorithm.trainer → checks

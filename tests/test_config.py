@@ -68,6 +68,7 @@ def test_typo_and_wrong_type_fail_at_composition() -> None:
         (["algorithm=ppo", "advantage.lam=1.5"], "advantage.lam=1.5 must lie in [0, 1]"),
         (["algorithm=ppo", "advantage.gamma=-0.1"], "advantage.gamma=-0.1"),
         (["algorithm.clip_low=0"], "clip_low=0"),
+        (["task.carry_slip=1.5"], "task.carry_slip=1.5 must lie in [0, 1]"),
         (["algorithm.clip_high=-0.1"], "clip_high=-0.1"),
         (["algorithm.minibatch_size=48"], "must divide the rollout batch"),
         (["algorithm.micro_batch_size=48"], "micro_batch_size=48 must divide"),

@@ -106,8 +106,40 @@ def test_is_correct_normalises(task):
 
 
 @pytest.mark.parametrize(
-    "params", [dict(ops="*"), dict(ops=""), dict(n_terms=1), dict(digits=1, n_train=2000)]
+    "params",
+    [
+        dict(ops="*"),
+        dict(ops=""),
+        dict(n_terms=1),
+        dict(digits=1, n_train=2000),
+        dict(carry_slip=1.5),
+    ],
 )
 def test_bad_params_fail_clearly(params):
     with pytest.raises(ValueError):
         build_task("arithmetic", **params)
+
+
+def test_add_with_slips_drops_carries_only():
+    import random
+
+    from rlexp.tasks.arithmetic import add_with_slips
+
+    rng = random.Random(0)
+    assert add_with_slips(58, 67, 0.0, rng) == 125
+    assert add_with_slips(58, 67, 1.0, rng) == 15  # 8+7=15 -> 5, 5+6=11 -> 1: both carries lost
+    assert add_with_slips(12, 13, 1.0, rng) == 25  # no carry, nothing to forget
+    for a, b in [(99, 1), (47, 38), (123, 987)]:
+        assert add_with_slips(a, b, 0.5, random.Random(1)) <= a + b
+
+
+def test_carry_slips_touch_training_solutions_only():
+    clean = build_task("arithmetic", n_train=2000, n_test=200, seed=3)
+    slipped = build_task("arithmetic", n_train=2000, n_test=200, seed=3, carry_slip=0.3)
+    assert slipped.test == clean.test
+    same_answers = [p.answer for p in slipped.train] == [p.answer for p in clean.train]
+    assert same_answers  # gold answers stay correct: the verifier is unaffected
+    wrong = [p for p in slipped.train if slipped.extract_answer(p.solution) != p.answer]
+    assert 0.2 < len(wrong) / len(slipped.train) < 0.6
+    for p in wrong:  # a slip is a forgotten carry: the shown chain is never larger
+        assert int(slipped.extract_answer(p.solution)) < int(p.answer)

@@ -89,7 +89,8 @@ def test_ppo_end_to_end_reuses_the_sft_base(tmp_path: Path, cache_dir: Path) -> 
         "algorithm.minibatch_size=4",
     )
     rows = [r for r in read_jsonl(out / "metrics.jsonl") if "train/reward_mean" in r]
-    for key in [*REQUIRED, "critic/value_loss", "critic/explained_variance", "train/kl_ref"]:
+    critic_keys = ["critic/value_loss", "critic/explained_variance", "adv/var", "adv/mc_mse"]
+    for key in [*REQUIRED, *critic_keys, "train/kl_ref"]:
         assert key in rows[0], key
     if bases_before:  # the GRPO test ran first with the same SFT settings: no second SFT
         assert sorted((cache_dir / "sft").iterdir()) == bases_before

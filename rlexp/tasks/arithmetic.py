@@ -3,6 +3,13 @@
 Prompt ``"47+18+93="``; solution ``"47+18=65,65+93=158####158"``. Operators apply left to
 right (only ``+`` and ``-``, so this agrees with Python's precedence); operands have exactly
 ``digits`` digits (0-9 when ``digits == 1``); results may be negative with ``-``.
+
+``carry_slip`` imitates imperfect demonstrations: in a *training* solution, each carry of an
+addition step is forgotten with this probability (``58+67=115`` becomes ``58+67=15`` if both are
+dropped), and the worked chain continues from the slipped value, as a person's would. The gold
+``answer`` stays correct, so the verifier (and RL's reward) is unaffected; test solutions are
+always clean. SFT on such data converges to a model that reproduces the slips: its pass@1 is
+then limited by the data, not by the SFT budget (theory.md §7).
 """
 
 from __future__ import annotations
@@ -32,19 +39,45 @@ def normalize_int(s: str) -> str:
     return digits if digits == "0" else m.group(1) + digits
 
 
-def render(numbers: tuple[int, ...], ops: tuple[str, ...], id: str = "") -> Problem:
-    """Prompt, worked solution and answer for ``numbers[0] ops[0] numbers[1] ...``."""
+def add_with_slips(a: int, b: int, slip: float, rng: random.Random | None) -> int:
+    """``a + b`` by schoolbook digit addition, each carry dropped with probability ``slip``
+    (non-negative operands; exact when ``slip == 0``)."""
+    if slip <= 0 or rng is None or a < 0 or b < 0:
+        return a + b
+    total, carry, place = 0, 0, 1
+    while a or b or carry:
+        s = a % 10 + b % 10 + carry
+        total += (s % 10) * place
+        carry = s // 10
+        if carry and rng.random() < slip:
+            carry = 0
+        a, b, place = a // 10, b // 10, place * 10
+    return total
+
+
+def render(
+    numbers: tuple[int, ...],
+    ops: tuple[str, ...],
+    id: str = "",
+    carry_slip: float = 0.0,
+    rng: random.Random | None = None,
+) -> Problem:
+    """Prompt, worked solution and answer for ``numbers[0] ops[0] numbers[1] ...``; with
+    ``carry_slip > 0`` the *solution* may forget carries (the answer stays correct)."""
     prompt = str(numbers[0])
     steps = []
-    acc = numbers[0]
+    acc = shown = numbers[0]
     for op, x in zip(ops, numbers[1:], strict=True):
         prompt += f"{op}{x}"
-        new = acc + x if op == "+" else acc - x
-        steps.append(f"{acc}{op}{x}={new}")
-        acc = new
-    answer = str(acc)
+        acc = acc + x if op == "+" else acc - x
+        new = add_with_slips(shown, x, carry_slip, rng) if op == "+" else shown - x
+        steps.append(f"{shown}{op}{x}={new}")
+        shown = new
     return Problem(
-        id=id, prompt=prompt + "=", solution=",".join(steps) + ANSWER_MARKER + answer, answer=answer
+        id=id,
+        prompt=prompt + "=",
+        solution=",".join(steps) + ANSWER_MARKER + str(shown),
+        answer=str(acc),
     )
 
 
@@ -80,10 +113,18 @@ def _draw_terms(rng: random.Random, n: int, n_terms: int, digits: int, ops: str)
 
 
 def generate(
-    n_terms: int, digits: int, ops: str, n_train: int, n_test: int, seed: int
+    n_terms: int,
+    digits: int,
+    ops: str,
+    n_train: int,
+    n_test: int,
+    seed: int,
+    carry_slip: float = 0.0,
 ) -> tuple[list[Problem], list[Problem]]:
     """Disjoint (train, test) splits fixed by ``seed``; the test split is drawn first,
-    so it does not change with ``n_train``."""
+    so it does not change with ``n_train``. Slips touch only training solutions."""
+    if not 0.0 <= carry_slip <= 1.0:
+        raise ValueError(f"carry_slip must be in [0, 1], got {carry_slip}")
     if n_terms < 2 or digits < 1:
         raise ValueError("need n_terms >= 2 and digits >= 1")
     if not ops or set(ops) - set(SUPPORTED_OPS):
@@ -91,7 +132,11 @@ def generate(
     ops = "".join(sorted(set(ops)))  # "-+" and "+-" give the same task
     terms = _draw_terms(random.Random(seed), n_test + n_train, n_terms, digits, ops)
     test = [render(*t, id=f"arithmetic/test/{i}") for i, t in enumerate(terms[:n_test])]
-    train = [render(*t, id=f"arithmetic/train/{i}") for i, t in enumerate(terms[n_test:])]
+    slip_rng = random.Random(f"{seed}/slips")
+    train = [
+        render(*t, id=f"arithmetic/train/{i}", carry_slip=carry_slip, rng=slip_rng)
+        for i, t in enumerate(terms[n_test:])
+    ]
     return train, test
 
 
@@ -115,10 +160,17 @@ def make_arithmetic(
     n_train: int = 20000,
     n_test: int = 500,
     seed: int = 1234,
+    carry_slip: float = 0.0,
 ) -> ArithmeticTask:
     """The embedded default task; ``seed`` is the task's own seed, not the run seed."""
     params = dict(
-        n_terms=n_terms, digits=digits, ops=ops, n_train=n_train, n_test=n_test, seed=seed
+        n_terms=n_terms,
+        digits=digits,
+        ops=ops,
+        n_train=n_train,
+        n_test=n_test,
+        seed=seed,
+        carry_slip=carry_slip,
     )
     train, test = generate(**params)
     return ArithmeticTask(name="arithmetic", train=train, test=test, params=params)
