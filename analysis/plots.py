@@ -263,6 +263,18 @@ def plot_sft_curve(sft_df: pd.DataFrame, path: str | Path, plateau: float = 0.2)
         marker = "o" if len(loss) <= 20 else None
         ax.plot(loss[SFT_STEP], loss["sft/heldout_loss"], color=model_color("SFT"), marker=marker)
         ax.axhline(loss["sft/heldout_loss"].iloc[-1], color="0.4", linestyle="--", linewidth=0.8)
+        floor = loss.get("sft/heldout_loss_floor")
+        if floor is not None and floor.notna().any() and floor.max() > 0:
+            ax.axhline(floor.max(), color="#D55E00", linestyle=":", linewidth=1.2)
+            ax.text(
+                first,
+                floor.max(),
+                " floor: exact imitation",
+                color="#D55E00",
+                fontsize=7,
+                va="bottom",
+            )
+            ax.set_yscale("log")
         ax.set(xlabel=label(SFT_STEP), ylabel=label("sft/heldout_loss"))
         note = f" last {plateau:.0%}"
         ax.text(start, 1.0, note, transform=ax.get_xaxis_transform(), va="top", fontsize=7)

@@ -157,7 +157,11 @@ def sft_plateau(sft_df: pd.DataFrame, frac: float = 0.2) -> dict[str, float] | N
     i = max(int(np.searchsorted(steps, start, side="right")) - 1, 0)
     if i == len(steps) - 1 and len(steps) > 1:
         i -= 1
-    return {
+    floor = d.get("sft/heldout_loss_floor")
+    floor_value = (
+        {} if floor is None or floor.isna().all() else {"sft_loss_floor": float(floor.max())}
+    )
+    return floor_value | {
         "sft_final_step": float(steps[-1]),
         "sft_final_loss": float(loss[-1]),
         "sft_window_start_step": float(steps[i]),
@@ -218,7 +222,20 @@ def plateau_lines(p: dict[str, float] | None) -> list[str]:
         f"Final held-out loss {p['sft_final_loss']:.4f} at SFT step {p['sft_final_step']:g}; "
         f"over the last 20% of the SFT steps (from step {p['sft_window_start_step']:g}) it "
         f"changed by {p['sft_loss_change_last']:+.4f} ({p['sft_loss_rel_change_last']:+.1%})."
+        + _floor_text(p)
     ]
+
+
+def _floor_text(p: dict[str, float]) -> str:
+    """How far the final loss is from the loss of a model imitating the demonstrations exactly."""
+    if "sft_loss_floor" not in p or p["sft_loss_floor"] <= 0:
+        return ""
+    floor, final = p["sft_loss_floor"], p["sft_final_loss"]
+    return (
+        f" The irreducible held-out loss of a model that imitates the task's noisy demonstrations "
+        f"exactly is {floor:.4f}; the base ends at {final / floor:.0%} of it, so further SFT "
+        "cannot lower its loss meaningfully: the data, not the SFT budget, limits the base."
+    )
 
 
 def report_markdown(

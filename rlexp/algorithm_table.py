@@ -27,8 +27,9 @@ OFFLINE_HEADER = """
 
 Sampled once from the fixed SFT base before training (theory.md §5), then `steps` optimizer steps
 with the same held-out evaluation as the online runs. Config keys: `algorithm.dpo.*` (`beta`,
-`kind`, `pairs_file`, `k`, `n_prompts`, `pairs_per_prompt`, `batch_size`), `algorithm.rft.*`
-(`k`, `n_prompts`, `batch_size`), `algorithm.lr`; the sampling follows `rollout.*`.
+`kind`, `pairs_file`, `k`, `n_prompts`, `pairs_per_prompt`, `batch_size`, `warmup_steps`),
+`algorithm.rft.*` (`k`, `n_prompts`, `batch_size`, `warmup_steps`), `algorithm.lr`; the sampling
+follows `rollout.*`.
 
 | algorithm | data | loss | batch |
 |---|---|---|---|
@@ -76,12 +77,13 @@ def offline_row(name: str, cfg=None) -> str:
             "pair(s) per prompt, or `algorithm.dpo.pairs_file`"
         )
         loss = f"`{d.kind}`, β={d.beta}, reference = the SFT base"
-        batch = f"{d.batch_size} pairs"
+        batch, warmup = f"{d.batch_size} pairs", d.warmup_steps
     else:
         r = a.rft
         data = f"k={r.k} samples × {r.n_prompts} prompts → the correct ones, deduplicated"
         loss, batch = "SFT cross-entropy (`rlexp.sft`)", f"{r.batch_size} completions"
-    return f"| `{name}` | {data} | {loss} | {batch}, lr={a.lr} |"
+        warmup = r.warmup_steps
+    return f"| `{name}` | {data} | {loss} | {batch}, lr={a.lr}, warm-up {warmup} steps |"
 
 
 def table() -> str:

@@ -22,7 +22,7 @@ from rlexp.evaluation import evaluate
 from rlexp.models.load import load_policy
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
-from rlexp.sft import train_sft
+from rlexp.sft import HELDOUT_PROBLEMS, heldout_loss_floor, train_sft
 from rlexp.tasks.base import Task
 
 SFT_FORMAT_VERSION = 1  # bump when the SFT recipe's code changes what it produces
@@ -83,8 +83,17 @@ def sft_stage(
             prefix="sft",
         )
 
+    floor = heldout_loss_floor(task, tokenizer, task.test[:HELDOUT_PROBLEMS])
     final = train_sft(
-        model, tokenizer, task.train, task.test, cfg.sft, device, log, evaluate=sft_eval
+        model,
+        tokenizer,
+        task.train,
+        task.test,
+        cfg.sft,
+        device,
+        log,
+        evaluate=sft_eval,
+        loss_floor=floor,
     )
     return model, tokenizer, final
 

@@ -57,7 +57,6 @@ class DPOConfig:
     pairs_per_prompt: int = 1  # at most this many (correct, incorrect) pairs from one prompt
     batch_size: int = 32  # pairs per optimizer step
     warmup_steps: int = 0  # linear warm-up of algorithm.lr over the first steps
-    nll_coef: float = 0.0  # α: + α·(per-token NLL of chosen), RPO (Pang et al. 2024); 0 = DPO
 
 
 @dataclass

@@ -93,12 +93,9 @@ class DPOUpdate:
             logp = sequence_logps(self.policy, [self.pairs[i] for i in micro], self.pad_id)
             ref = self.ref[micro].to(logp.device)
             loss, stats = dpo_loss(logp[:, 0], logp[:, 1], ref[:, 0], ref[:, 1], d.beta, d.kind)
-            n_chosen = torch.tensor([len(self.pairs[i].chosen) for i in micro], device=logp.device)
-            nll = -(logp[:, 0] / n_chosen).mean()  # per-token NLL of the chosen completions
             weight = len(micro) / len(idx)  # micro-batch means add up to the batch mean
-            ((loss + d.nll_coef * nll) * weight).backward()
+            (loss * weight).backward()
             sums["loss/dpo"] += float(loss.detach()) * weight
-            sums["loss/nll_chosen"] += float(nll.detach()) * weight
             for k, v in stats.items():
                 sums[f"dpo/{k}"] += float(v) * weight
         grad_norm = torch.nn.utils.clip_grad_norm_(self.policy.parameters(), algo.max_grad_norm)

@@ -15,9 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from rlexp.tasks.base import Problem
+from rlexp.tasks.base import Problem, Task
 
 IGNORE = -100
+HELDOUT_PROBLEMS = 512  # the held-out loss is measured on the first 512 test problems
 
 
 def encode_examples(tokenizer, problems: Sequence[Problem]) -> list[tuple[list[int], int]]:
@@ -86,6 +87,14 @@ def heldout_loss(
     return total / max(count, 1)
 
 
+def heldout_loss_floor(task: Task, tokenizer, problems: Sequence[Problem]) -> float:
+    """The held-out loss of a model that imitates the task's demonstrations exactly:
+    ``Σ demonstration_nll / Σ target tokens`` (0 for noiseless data); SFT converges to it."""
+    examples = encode_examples(tokenizer, problems)
+    tokens = sum(len(ids) - n_prompt for ids, n_prompt in examples)
+    return sum(task.demonstration_nll(p) for p in problems) / max(tokens, 1)
+
+
 def lr_at(step: int, steps: int, warmup: int, min_ratio: float) -> float:
     """Linear warm-up then cosine decay to ``min_ratio``, as a multiplier of the peak lr."""
     if step < warmup:
@@ -103,11 +112,13 @@ def train_sft(
     device: torch.device,
     log: Callable[[dict], None],
     evaluate: Callable[[], dict] | None = None,
+    loss_floor: float | None = None,
 ) -> dict[str, float]:
     """Run ``cfg.steps`` SFT updates (``cfg`` is the ``sft:`` section); log held-out loss every
-    ``cfg.eval_every`` steps (plus ``evaluate()``'s metrics); return the final metrics."""
+    ``cfg.eval_every`` steps (plus ``evaluate()``'s metrics and ``loss_floor``, the irreducible
+    held-out loss, when known); return the final metrics."""
     examples = encode_examples(tokenizer, train)
-    heldout_examples = encode_examples(tokenizer, heldout[:512])
+    heldout_examples = encode_examples(tokenizer, heldout[:HELDOUT_PROBLEMS])
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
@@ -123,6 +134,8 @@ def train_sft(
                 "sft/step": step,
                 "sft/heldout_loss": heldout_loss(model, heldout_examples, pad, device),
             }
+            if loss_floor is not None:
+                final["sft/heldout_loss_floor"] = loss_floor
             if evaluate is not None:
                 final.update(evaluate())
             final["sft/elapsed_s"] = time.perf_counter() - start

@@ -276,6 +276,22 @@ def test_sft_plateau(dirs: dict[str, Path], study_out: tuple[Path, str]) -> None
         f"Final held-out loss {p['sft_final_loss']:.4f}" in (study_out[0] / "report.md").read_text()
     )
     assert sft_plateau(pd.DataFrame()) is None
+    assert "sft_loss_floor" not in p  # no floor logged: none claimed
+
+
+def test_sft_plateau_against_the_loss_floor() -> None:
+    from analysis.study import plateau_lines
+
+    df = pd.DataFrame(
+        {
+            "sft/step": [0, 50, 100],
+            "sft/heldout_loss": [3.0, 0.05, 0.04],
+            "sft/heldout_loss_floor": [0.04, 0.04, 0.04],
+        }
+    )
+    p = sft_plateau(df)
+    assert p["sft_loss_floor"] == pytest.approx(0.04)
+    assert "ends at 100% of it" in plateau_lines(p)[0]
 
 
 def test_latex_table_bolds_best() -> None:

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tokenizers import processors
 
-from rlexp.dpo import collate_pairs, sampled_pairs
+from rlexp.dpo import DPOUpdate, collate_pairs, reference_logps, sampled_pairs
 from rlexp.losses import dpo_loss
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
@@ -264,7 +264,8 @@ def test_dpo_from_a_pairs_file_trains_logs_and_saves(
     out = tmp_path / "run"
     cfg = compose_cfg(
         [*TINY, "algorithm=dpo", f"algorithm.dpo.pairs_file={path}", "algorithm.dpo.batch_size=6"]
-        + ["algorithm.micro_batch_size=4", "algorithm.lr=1e-3", "steps=3", "eval_every=3"]
+        + ["algorithm.micro_batch_size=4", "algorithm.lr=1e-3", "algorithm.dpo.warmup_steps=0"]
+        + ["steps=3", "eval_every=3"]
         + [f"output_dir={out}", f"cache_dir={shared_cache}", "logger=none"]
     )
     run(cfg)
@@ -277,3 +278,28 @@ def test_dpo_from_a_pairs_file_trains_logs_and_saves(
     assert "eval/sampled_accuracy" in metrics[0] and "eval/greedy_accuracy" in metrics[-1]
     assert (out / "checkpoints" / "step_000003" / "policy" / "config.json").exists()
     assert "eval/sampled_accuracy: base" in capsys.readouterr().out
+
+
+def test_micro_batches_give_the_full_batch_gradient() -> None:
+    tok = build_char_tokenizer()
+    task = build_task("arithmetic", n_train=20, n_test=5)
+    pairs = [
+        encode_pair(tok, Pair(p.prompt, p.solution, f"####{int(p.answer) + i}"))
+        for i, p in enumerate(task.train[:6], start=1)
+    ]
+    grads = []
+    for micro in (6, 4, 1):
+        model = build_tiny_llama(tok, hidden_size=32, num_layers=1, num_heads=2, seed=0)
+        ref = reference_logps(model, pairs, tok.pad_token_id, chunk=4)
+        ref[:, 0] -= 0.5  # h = 0.5: away from the symmetric point
+        cfg = compose_cfg(
+            ["algorithm=dpo", "output_dir=.", "algorithm.dpo.batch_size=6"]
+            + [f"algorithm.micro_batch_size={micro}"]
+        )
+        update = DPOUpdate(cfg, model, pairs, ref, tok.pad_token_id)
+        stats = update()
+        grads.append(([p.grad.clone() for p in model.parameters()], stats["loss/dpo"]))
+    for got, loss in grads[1:]:
+        assert loss == pytest.approx(grads[0][1], rel=1e-5)
+        for a, b in zip(got, grads[0][0], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-7)

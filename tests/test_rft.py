@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
+import torch
 
 from rlexp.models.tokenizer import build_char_tokenizer
-from rlexp.offline import SampleGroup, training_prompts
+from rlexp.offline import SampleGroup, training_prompts, warmup_adamw
 from rlexp.rft import keep_correct
 from rlexp.sft import encode_examples
 from rlexp.tasks import build_task
@@ -61,3 +64,17 @@ def test_impossible_rft_settings_fail_validation(overrides: list[str], needle: s
     with pytest.raises(ConfigError) as err:
         validate(compose_cfg(["algorithm=rft", "output_dir=.", *overrides]))
     assert needle in str(err.value)
+
+
+def test_warmup_adamw_ramps_the_learning_rate_linearly() -> None:
+    model = torch.nn.Linear(2, 1)
+    algo = SimpleNamespace(lr=1e-3, weight_decay=0.0)
+    optimizer, scheduler = warmup_adamw(model, algo, warmup_steps=4)
+    lrs = []
+    for _ in range(6):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3])
+    _, no_warmup = warmup_adamw(model, algo, warmup_steps=0)
+    assert no_warmup.get_last_lr()[0] == pytest.approx(1e-3)

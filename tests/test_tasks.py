@@ -143,3 +143,34 @@ def test_carry_slips_touch_training_solutions_only():
     assert 0.2 < len(wrong) / len(slipped.train) < 0.6
     for p in wrong:  # a slip is a forgotten carry: the shown chain is never larger
         assert int(slipped.extract_answer(p.solution)) < int(p.answer)
+
+
+def test_demonstration_nll_counts_the_carries_of_the_clean_chain():
+    import math
+
+    task = build_task("arithmetic", n_train=100, n_test=10, carry_slip=0.2)
+    p = Problem(id="x", prompt="66+24+10=", solution="66+24=90,90+10=100####100", answer="100")
+    assert task.demonstration_nll(p) == pytest.approx(-2 * math.log(0.8))  # 6+4, then 9+1
+    clean = build_task("arithmetic", n_train=100, n_test=10)
+    assert clean.demonstration_nll(p) == 0.0
+
+
+def test_demonstration_nll_matches_the_generated_slips():
+    import math
+
+    task = build_task("arithmetic", n_train=20000, n_test=10, carry_slip=0.3)
+    clean = [task.extract_answer(p.solution) == p.answer for p in task.train]
+    expected = sum(math.exp(-task.demonstration_nll(p)) for p in task.train) / len(task.train)
+    assert sum(clean) / len(clean) == pytest.approx(expected, abs=0.015)
+
+
+def test_heldout_loss_floor_is_nll_per_target_token():
+    from rlexp.models.tokenizer import build_char_tokenizer
+    from rlexp.sft import encode_examples, heldout_loss_floor
+
+    task = build_task("arithmetic", n_train=100, n_test=20, carry_slip=0.2)
+    tok = build_char_tokenizer()
+    tokens = sum(len(ids) - n for ids, n in encode_examples(tok, task.test))
+    nll = sum(task.demonstration_nll(p) for p in task.test)
+    assert heldout_loss_floor(task, tok, task.test) == pytest.approx(nll / tokens)
+    assert heldout_loss_floor(build_task("arithmetic", n_train=100, n_test=20), tok, task.test) == 0

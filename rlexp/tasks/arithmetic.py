@@ -15,6 +15,7 @@ then limited by the data, not by the SFT budget (theory.md §7).
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -53,6 +54,16 @@ def add_with_slips(a: int, b: int, slip: float, rng: random.Random | None) -> in
             carry = 0
         a, b, place = a // 10, b // 10, place * 10
     return total
+
+
+def count_carries(a: int, b: int) -> int:
+    """Carries of the schoolbook addition ``a + b`` (non-negative operands)."""
+    carries, carry = 0, 0
+    while a or b:
+        carry = int(a % 10 + b % 10 + carry >= 10)
+        carries += carry
+        a, b = a // 10, b // 10
+    return carries
 
 
 def render(
@@ -150,6 +161,26 @@ class ArithmeticTask(Task):
     def parse_answer(self, s: str) -> str | None:
         s = s.strip()
         return normalize_int(s) if _INT.fullmatch(s) else None
+
+    def demonstration_nll(self, problem: Problem) -> float:
+        """Each carry of the clean chain survives with probability ``1 - carry_slip``:
+        ``-log P = (carries) · -log(1 - carry_slip)``."""
+        slip = self.params.get("carry_slip", 0.0)
+        if slip <= 0:
+            return 0.0
+        if slip >= 1:
+            return math.inf
+        carries, acc = 0, None
+        for sign, digits in re.findall(r"([+-]?)(\d+)", problem.prompt):
+            x = int(digits)
+            if acc is None:
+                acc = x
+            elif sign == "-":
+                acc -= x
+            else:
+                carries += count_carries(acc, x) if acc >= 0 else 0
+                acc += x
+        return -carries * math.log1p(-slip)
 
 
 @TASKS.register("arithmetic")

@@ -55,6 +55,14 @@ class Task:
             return None
         return self.parse_answer(tail)
 
+    def demonstration_nll(self, problem: Problem) -> float:
+        """``-log P(clean solution | prompt)`` under the task's own demonstrations (nats).
+
+        0 for noiseless data; a model that imitates noisy demonstrations perfectly has exactly
+        this held-out loss on the clean solution, so it is the floor SFT converges to.
+        """
+        return 0.0
+
     def is_well_formed(self, completion: str) -> bool:
         """The marker is present and followed by a parsable answer."""
         return self.extract_answer(completion) is not None
