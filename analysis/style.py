@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib as mpl
 from matplotlib.figure import Figure
+
+# PDF font subsetting logs every table it prunes at INFO, which floods Hydra's console logger.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 # Okabe & Ito (2008) colour-blind-safe palette, black dropped (reserved for annotations).
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442"]
