@@ -18,7 +18,7 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.checkpoint import atomic_dir, commit_dir
-from rlexp.evaluation import evaluate
+from rlexp.evaluation import heldout_eval
 from rlexp.models.load import load_policy
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
@@ -65,23 +65,9 @@ def sft_stage(
     """Train the base model by SFT from scratch (``model=tiny``) or from ``model.path``."""
     model, tokenizer = init_model(cfg, device, dtype)
     torch.manual_seed(cfg.sft.seed)
-    e = cfg.eval
 
     def sft_eval() -> dict[str, float]:
-        return evaluate(
-            model,
-            tokenizer,
-            task,
-            task.test[: e.n_problems],
-            n_samples=e.n_samples,
-            temperature=e.temperature,
-            top_p=e.top_p,
-            max_new_tokens=e.max_new_tokens or cfg.rollout.max_new_tokens,
-            greedy=e.greedy,
-            batch_size=e.batch_size,
-            seed=cfg.sft.seed,
-            prefix="sft",
-        )
+        return heldout_eval(model, tokenizer, task, cfg, seed=cfg.sft.seed, prefix="sft")
 
     floor = heldout_loss_floor(task, tokenizer, task.test[:HELDOUT_PROBLEMS])
     final = train_sft(

@@ -56,30 +56,32 @@ def encode_prompts(
     return left_pad(rows, tokenizer.pad_token_id, device)
 
 
-def left_pad(
-    rows: Sequence[Sequence[int]], pad_id: int, device: torch.device
+def pad_rows(
+    rows: Sequence[Sequence[int]], pad_id: int, device: torch.device, left: bool
 ) -> tuple[Tensor, Tensor]:
+    """Ids and mask ``[B, T]``, padded on the left (prompts) or the right (completions)."""
     width = max(len(r) for r in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r) :] = torch.tensor(r)
-            mask[i, width - len(r) :] = 1
+        cols = slice(width - len(r), width) if left else slice(0, len(r))
+        ids[i, cols] = torch.tensor(r, dtype=torch.long)
+        mask[i, cols] = 1
     return ids.to(device), mask.to(device)
+
+
+def left_pad(
+    rows: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Left-padded ids and mask ``[B, T]`` (the prompt layout of rlexp.rollout)."""
+    return pad_rows(rows, pad_id, device, left=True)
 
 
 def right_pad(
     rows: Sequence[Sequence[int]], pad_id: int, device: torch.device
 ) -> tuple[Tensor, Tensor]:
     """Right-padded ids and mask ``[B, T]`` (the completion layout of rlexp.logprobs)."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r, dtype=torch.long)
-        mask[i, : len(r)] = 1
-    return ids.to(device), mask.to(device)
+    return pad_rows(rows, pad_id, device, left=False)
 
 
 def decode_completions(tokenizer, completion_ids: Tensor, completion_mask: Tensor) -> list[str]:

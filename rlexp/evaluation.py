@@ -96,10 +96,13 @@ def evaluate(
     return out
 
 
-def heldout_eval(model, tokenizer, task: Task, cfg) -> dict[str, float]:
+def heldout_eval(
+    model, tokenizer, task: Task, cfg, seed: int | None = None, prefix: str = "eval"
+) -> dict[str, float]:
     """A run's periodic held-out evaluation: ``cfg.eval`` settings on the first
-    ``eval.n_problems`` test problems, sampling seeded by ``cfg.seed`` (so every evaluation of a
-    run, and runs of any algorithm with one seed, see the same random draws); adds ``time/eval``."""
+    ``eval.n_problems`` test problems, sampling seeded by ``seed`` (default ``cfg.seed``, so every
+    evaluation of a run, and runs of any algorithm with one seed, see the same random draws);
+    adds ``time/eval``."""
     e = cfg.eval
     t0 = time.perf_counter()
     out = evaluate(
@@ -113,7 +116,8 @@ def heldout_eval(model, tokenizer, task: Task, cfg) -> dict[str, float]:
         max_new_tokens=e.max_new_tokens or cfg.rollout.max_new_tokens,
         greedy=e.greedy,
         batch_size=e.batch_size,
-        seed=cfg.seed,
+        seed=cfg.seed if seed is None else seed,
+        prefix=prefix,
     )
     out["time/eval"] = time.perf_counter() - t0
     return out
