@@ -26,19 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from rlexp.config import SMOKE_OVERRIDES
+
 RLEXP_TRAIN = str(Path(sys.executable).parent / "rlexp-train")
-TINY = [  # tests/conftest.py's sizes: the --tiny smoke test
-    "task.n_train=400",
-    "task.n_test=40",
-    "sft.steps=40",
-    "sft.batch_size=32",
-    "sft.eval_every=20",
-    "eval.n_problems=8",
-    "eval.n_samples=2",
-    "rollout.max_new_tokens=24",
-    "model.hidden_size=32",
-    "model.num_layers=1",
-    "model.num_heads=2",
+TINY = [  # the test suite's sizes: the --tiny smoke test
+    *SMOKE_OVERRIDES,
     "algorithm.prompts_per_step=4",
     "algorithm.minibatch_size=16",
 ]

@@ -15,6 +15,21 @@ from omegaconf import MISSING
 
 from rlexp.sweeps import register_sweeps
 
+# Smoke-test sizes (seconds on 2 cores): the test suite's runs and benchmarks' --tiny checks.
+SMOKE_OVERRIDES = [
+    "task.n_train=400",
+    "task.n_test=40",
+    "sft.steps=40",
+    "sft.batch_size=32",
+    "sft.eval_every=20",
+    "eval.n_problems=8",
+    "eval.n_samples=2",
+    "rollout.max_new_tokens=24",
+    "model.hidden_size=32",
+    "model.num_layers=1",
+    "model.num_heads=2",
+]
+
 
 @dataclass
 class KLConfig:

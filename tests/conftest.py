@@ -9,26 +9,14 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from rlexp.config import register_configs
+from rlexp.config import SMOKE_OVERRIDES, register_configs
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 # Small enough for seconds on 2 cores: a short SFT on a small split, a few tiny RL steps.
-TINY = [
-    "task.n_train=400",
-    "task.n_test=40",
-    "sft.steps=40",
-    "sft.batch_size=32",
-    "sft.eval_every=20",
-    "eval.n_problems=8",
-    "eval.n_samples=2",
-    "rollout.max_new_tokens=24",
-    "model.hidden_size=32",
-    "model.num_layers=1",
-    "model.num_heads=2",
-]
+TINY = SMOKE_OVERRIDES
 
 
 def compose_cfg(overrides: list[str]):
