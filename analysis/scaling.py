@@ -156,6 +156,7 @@ def fit_scaling_runs(
     alpha: float = 0.05,
     seed: int = 0,
     min_boot_runs: int = 3,
+    min_evals_per_run: int = 4,
 ) -> dict[str, float | str | int]:
     """The fit on the pooled points of several runs (seeds), with a (1 − alpha) CI per parameter.
 
@@ -164,10 +165,17 @@ def fit_scaling_runs(
     re-measured per replicate); otherwise from the fit covariance (A, B, R0 ± z·se; C_mid
     through log C_mid ± z·se). Returns {"A", "A_low", "A_high", ..., "R0_high", "ci", "runs",
     "points", "rmse"} (and "note" when A = R0, where B and C_mid are NaN); the point estimate
-    is the fit to all runs.
+    is the fit to all runs. Raises ValueError unless some run has ``min_evals_per_run``
+    evaluations at C > 0: A, B and C_mid need more than three compute levels to be identified.
     """
     cs = [np.asarray(c, dtype=np.float64) for c, _ in runs]
     rs = [np.asarray(r, dtype=np.float64) for _, r in runs]
+    most = max((int(np.sum(c > 0)) for c in cs), default=0)
+    if most < min_evals_per_run:  # seeds differ a little in compute: pooling fakes the x-range
+        raise ValueError(
+            f"a scaling fit needs >= {min_evals_per_run} evaluations after the start in a run "
+            f"(found {most}); evaluate more often (eval_every)"
+        )
     fit = fit_scaling(np.concatenate(cs), np.concatenate(rs), a_bounds=a_bounds)
     out: dict[str, float | str | int] = {"runs": len(runs), "points": fit.n_points}
     out["rmse"] = fit.rmse

@@ -15,7 +15,14 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.ticker import (
+    EngFormatter,
+    FixedLocator,
+    FuncFormatter,
+    LogLocator,
+    NullFormatter,
+    NullLocator,
+)
 
 from analysis.metrics import bootstrap_ci
 from analysis.plots import _ordered, label, legend_layout
@@ -263,6 +270,7 @@ def plot_scaling(
                 )
                 ax.plot(beyond, fit(beyond), color=color, linewidth=1.2, linestyle="--")
             ax.set_xscale("log")
+            _compact_log_ticks(ax)
             if facet is not None:
                 ax.set_title(str(panel), fontsize=9)
             if i >= len(panels) - ncols:
@@ -279,3 +287,16 @@ def plot_scaling(
             title=title,
         )
         return save_figure(fig, path)
+
+
+def _compact_log_ticks(ax: Axes) -> None:
+    """Short tick labels on a log compute axis (``50k``, ``2M``): 1, 2 and 5 per decade when it
+    spans under 1.5 decades, powers of ten only otherwise, so labels never overlap."""
+    lo, hi = ax.get_xlim()
+    ax.xaxis.set_major_locator(LogLocator(base=10))
+    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+    if hi / lo < 10**1.5:
+        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(EngFormatter(sep=""))
+    else:
+        ax.xaxis.set_minor_formatter(NullFormatter())

@@ -297,6 +297,9 @@ def test_scaling_fit_recovers_known_parameters() -> None:
         assert fit[f"{name}_low"] <= fit[name] <= fit[f"{name}_high"]
     two = fit_scaling_runs(runs[:2], a_bounds=(0, 1))
     assert two["ci"] == "fit covariance" and two["A_low"] < 0.8 < two["A_high"]
+    two_evals = [(c[[0, 5, 10]] * (1 + 0.01 * i), runs[i][1][[0, 5, 10]]) for i in range(3)]
+    with pytest.raises(ValueError, match="evaluations after the start"):  # 2 compute levels
+        fit_scaling_runs(two_evals, a_bounds=(0, 1))
     with pytest.raises(ValueError, match="needs >= 3 points"):
         fit_scaling([0, 1, 2], [0.1, 0.2, 0.3])
     flat = fit_scaling_runs([(c, np.full(len(c), 0.3))] * 3, a_bounds=(0, 1), n_boot=10)
