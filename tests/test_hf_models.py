@@ -5,6 +5,7 @@ architectures and the errors for a bad model.path."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from rlexp.rollout import sample, select_backend
 from rlexp.tracking import read_jsonl
 from rlexp.train import run
 from rlexp.trainer import RLTrainer
-from rlexp.validation import ConfigError
+from rlexp.validation import ConfigError, validate
 from tests.conftest import TINY, compose_cfg
 
 CPU = torch.device("cpu")
@@ -215,13 +216,35 @@ def test_missing_or_invalid_model_path_is_one_config_error(tmp_path, models) -> 
     with pytest.raises(ConfigError, match="model=hf needs model.path"):
         run(compose_cfg(base))
     missing = tmp_path / "no_such_model"
-    with pytest.raises(ConfigError, match=f"model.path={missing} does not exist"):
+    with pytest.raises(ConfigError, match=re.escape(f"model.path={missing} does not exist")):
         run(compose_cfg([*base, f"model.path={missing}"]))
-    with pytest.raises(ConfigError, match=f"model.path={tmp_path} holds no config.json"):
+    with pytest.raises(ConfigError, match=re.escape(f"model.path={tmp_path} holds no config.json")):
         run(compose_cfg([*base, f"model.path={tmp_path}"]))
-    with pytest.raises(ConfigError, match=f"model.ref_path={missing} does not exist"):
+    with pytest.raises(ConfigError, match=re.escape(f"model.ref_path={missing} does not exist")):
         run(compose_cfg([*base, f"model.path={models['qwen2']}", f"model.ref_path={missing}"]))
     assert not out.exists()  # stopped before anything ran
+
+
+@pytest.mark.parametrize(
+    ("overrides", "needle"),
+    [
+        (["model.lora.r=-1"], "model.lora.r=-1 must be >= 0"),
+        (["model.lora.r=4", "model.lora.dropout=1.0"], "model.lora.dropout=1.0 must lie in"),
+        (["model.lora.r=4", "algorithm=dpo"], "LoRA is supported for online RL only"),
+        (["model.chat_template=maybe"], "model.chat_template=maybe: use auto, true or false"),
+        (["model.ref_path=@", "algorithm.kl.coef=0"], "but the run has no KL term"),
+    ],
+)
+def test_bad_hf_settings_fail_validation(models, overrides: list[str], needle: str) -> None:
+    overrides = [o.replace("@", str(models["qwen2_other"])) for o in overrides]
+    cfg = compose_cfg(["output_dir=/tmp/unused", "model=hf", f"model.path={models['qwen2']}"])
+    validate(cfg)  # the defaults are valid
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        validate(
+            compose_cfg(
+                ["output_dir=/tmp/unused", "model=hf", f"model.path={models['qwen2']}", *overrides]
+            )
+        )
 
 
 # ---- end to end ------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ class AdapterDisabledReference:
 
     __call__ = forward
 
+    def get_base_model(self) -> nn.Module:
+        return self.policy.get_base_model()
+
 
 def build_reference(
     cfg, policy: nn.Module, base: str | Path | None, device: torch.device, dtype: torch.dtype
