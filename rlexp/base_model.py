@@ -30,7 +30,8 @@ SFT_FORMAT_VERSION = 1  # bump when the SFT recipe's code changes what it produc
 
 def sft_key(cfg: DictConfig) -> str:
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    model.pop("sft_first", None)
+    for key in ("sft_first", "lora", "ref_path"):  # RL-only settings: one base for all of them
+        model.pop(key, None)
     payload = {
         "version": SFT_FORMAT_VERSION,
         "model": model,
@@ -56,7 +57,7 @@ def init_model(cfg: DictConfig, device: torch.device, dtype: torch.dtype):
             seed=m.init_seed,
         )
         return model.to(device=device, dtype=dtype), tokenizer
-    return load_policy(cfg.model.path, device, dtype)
+    return load_policy(cfg.model.path, device, dtype, cfg.model.chat_template)
 
 
 def sft_stage(

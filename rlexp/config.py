@@ -160,6 +160,17 @@ class TinyModelConfig:
 
 
 @dataclass
+class LoRAConfig:
+    """LoRA adapters on the policy (peft); the base weights stay frozen, the KL reference is the
+    same model with its adapter switched off. ``r: 0`` turns LoRA off (full fine-tuning)."""
+
+    r: int = 0  # adapter rank; 0 = no LoRA
+    alpha: float | None = None  # scale alpha / r of the update; null = 2·r
+    dropout: float = 0.0  # on the adapter's input; > 0 makes the first PPO ratio differ from 1
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])  # or module names
+
+
+@dataclass
 class HFModelConfig:
     """Any local causal LM saved with ``save_pretrained`` (a hub checkpoint on disk, or ours)."""
 
@@ -167,6 +178,11 @@ class HFModelConfig:
     path: str = MISSING
     dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
     sft_first: bool = False
+    # Prompts as one user turn of the tokenizer's chat template (add_generation_prompt=True):
+    # auto = when the tokenizer has one, true = required, false = raw prompt text.
+    chat_template: str = "auto"
+    ref_path: str | None = None  # KL reference from this checkpoint; null = the start model
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
 
 
 @dataclass

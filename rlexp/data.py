@@ -45,15 +45,32 @@ class PromptStream:
         self._order = self._permutation(self.epoch)
 
 
+def prompt_token_ids(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each prompt as the model sees it.
+
+    With a chat template on the tokenizer (kept or dropped at load time by
+    ``model.chat_template``, see rlexp.models.load), each prompt is one user turn rendered by
+    ``apply_chat_template(..., add_generation_prompt=True)``; the template writes any BOS itself.
+    Otherwise the raw text, with BOS first when the tokenizer has one.
+    """
+    if getattr(tokenizer, "chat_template", None):
+        texts = [
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
+            )
+            for p in prompts
+        ]
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    rows = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    return [[bos, *r] for r in rows] if bos is not None else rows
+
+
 def encode_prompts(
     tokenizer, prompts: Sequence[str], device: torch.device
 ) -> tuple[Tensor, Tensor]:
-    """Left-padded prompt ids and mask ``[B, P]``, BOS first when the tokenizer has one."""
-    rows = tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
-    bos = tokenizer.bos_token_id
-    if bos is not None:
-        rows = [[bos, *r] for r in rows]
-    return left_pad(rows, tokenizer.pad_token_id, device)
+    """Left-padded prompt ids and mask ``[B, P]`` (see ``prompt_token_ids``)."""
+    return left_pad(prompt_token_ids(tokenizer, prompts), tokenizer.pad_token_id, device)
 
 
 def pad_rows(

@@ -49,7 +49,9 @@ def token_logprobs(
 
 
 def _accepts_logits_to_keep(model: nn.Module) -> bool:
-    return "logits_to_keep" in inspect.signature(model.forward).parameters
+    # a peft model (LoRA) forwards **kwargs to the HF model it wraps: ask that one
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
 
 def completion_logprobs(

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rlexp.data import prompt_token_ids
+
 FIELDS = ("prompt", "chosen", "rejected")
 
 
@@ -110,8 +112,12 @@ def encode_pair(tokenizer, pair: Pair) -> EncodedPair:
     )["input_ids"]
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     head = [bos] if bos is not None else []
+    if getattr(tokenizer, "chat_template", None):  # as in rollouts: one chat-template user turn
+        prompt = prompt_token_ids(tokenizer, [pair.prompt])[0]
+    else:
+        prompt = head + _strip(prompt, bos, leading=True)
     return EncodedPair(
-        prompt=head + _strip(prompt, bos, leading=True),
+        prompt=prompt,
         chosen=_strip(chosen, eos, leading=False) + [eos],
         rejected=_strip(rejected, eos, leading=False) + [eos],
     )

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from rlexp.data import prompt_token_ids
 from rlexp.tasks.base import Problem, Task
 
 IGNORE = -100
@@ -22,12 +23,12 @@ HELDOUT_PROBLEMS = 512  # the held-out loss is measured on the first 512 test pr
 
 
 def encode_examples(tokenizer, problems: Sequence[Problem]) -> list[tuple[list[int], int]]:
-    """Token ids of ``[BOS] prompt solution [EOS]`` and the prompt length (incl. BOS) per problem."""
-    prompts = tokenizer([p.prompt for p in problems], add_special_tokens=False)["input_ids"]
+    """Token ids of ``[BOS] prompt solution [EOS]`` and the prompt length (incl. BOS) per problem;
+    the prompt is encoded as in rollouts (``prompt_token_ids``: chat template or raw text)."""
+    prompts = prompt_token_ids(tokenizer, [p.prompt for p in problems])
     targets = tokenizer([p.solution for p in problems], add_special_tokens=False)["input_ids"]
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id]
-    return [(bos + p + t + eos, len(bos) + len(p)) for p, t in zip(prompts, targets, strict=True)]
+    return [(p + t + eos, len(p)) for p, t in zip(prompts, targets, strict=True)]
 
 
 def collate(

@@ -4,7 +4,6 @@ accuracy, the number a sweeper would optimise."""
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import subprocess
@@ -23,6 +22,8 @@ from rlexp.checkpoint import atomic_dir, commit_dir, latest_checkpoint
 from rlexp.config import register_configs
 from rlexp.dpo import run_dpo
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
+from rlexp.models.lora import apply_lora
+from rlexp.models.reference import build_reference
 from rlexp.models.value import ValueModel
 from rlexp.multirun import apply_threads, is_multirun, record_failure
 from rlexp.rft import run_rft
@@ -155,25 +156,23 @@ def _run_rl(
     if resume_from is None:
         info["base_checkpoint"] = start_checkpoint(cfg, task, device, dtype, logger, run_dir)
     base = info.get("base_checkpoint")
+    chat = cfg.model.get("chat_template", "auto")
     if resume_from is not None:
-        policy, tokenizer = load_policy(resume_from / "policy", device, dtype)
+        policy, tokenizer = load_policy(resume_from / "policy", device, dtype, chat)
     elif base is not None:
-        policy, tokenizer = load_policy(base, device, dtype)
+        policy, tokenizer = load_policy(base, device, dtype, chat)
     else:
         policy, tokenizer = init_model(cfg, device, dtype)
-    ref_model = None
-    if cfg.algorithm.kl.coef > 0:  # the frozen reference is the base, also after a resume
-        ref_model = (
-            load_policy(base, device, dtype)[0] if base is not None else copy.deepcopy(policy)
-        )
-        ref_model.eval().requires_grad_(False)
     critic = None
-    if cfg.algorithm.critic.enabled:
+    if cfg.algorithm.critic.enabled:  # a full critic from the start model, also with LoRA
         critic = (
-            ValueModel.from_pretrained(resume_from / "critic", device)
+            ValueModel.from_pretrained(resume_from / "critic", device, dtype)
             if resume_from
             else ValueModel.from_policy(policy)
         )
+    policy = apply_lora(policy, cfg.model.get("lora"))  # a resumed LoRA policy has its adapter
+    # the frozen reference is the start model, also after a resume
+    ref_model = build_reference(cfg, policy, base, device, dtype)
     trainer = RLTrainer(
         cfg, run_dir, policy, tokenizer, task, logger, ref_model=ref_model, critic=critic
     )
@@ -188,7 +187,9 @@ def _run_offline(cfg, task, device, dtype, logger, run_dir: Path, info: dict) ->
     """DPO or RFT from the same start as an RL run (the cached SFT base by default)."""
     base = info["base_checkpoint"] = start_checkpoint(cfg, task, device, dtype, logger, run_dir)
     policy, tokenizer = (
-        load_policy(base, device, dtype) if base is not None else init_model(cfg, device, dtype)
+        load_policy(base, device, dtype, cfg.model.get("chat_template", "auto"))
+        if base is not None
+        else init_model(cfg, device, dtype)
     )
     final = OFFLINE_RUNNERS[cfg.algorithm.trainer](cfg, task, policy, tokenizer, logger, run_dir)
     _print_base_to_final(run_dir, final)

@@ -34,6 +34,7 @@ from rlexp.experience import (
     rollout_stats,
 )
 from rlexp.kl import kl_estimate
+from rlexp.models.lora import trainable_parameters
 from rlexp.tasks.base import Task
 from rlexp.tracking import RunLogger
 from rlexp.update import critic_update, policy_update
@@ -59,7 +60,7 @@ class RLTrainer:
         self.reward_weights = dict(cfg.reward.components)
         self.adv_cfg = OmegaConf.to_container(cfg.advantage, resolve=True)
         self.optimizer = torch.optim.AdamW(
-            policy.parameters(), lr=self.algo.lr, weight_decay=self.algo.weight_decay
+            trainable_parameters(policy), lr=self.algo.lr, weight_decay=self.algo.weight_decay
         )
         self.critic_optimizer = (
             torch.optim.AdamW(critic.parameters(), lr=self.algo.critic.lr)

@@ -6,7 +6,9 @@ catches values that are each valid but impossible or silently useless together.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
 
 from rlexp.advantages import ADVANTAGES, estimator_requirements
 from rlexp.losses import AGG_MODES, DPO_KINDS, POLICY_LOSSES
@@ -53,6 +55,8 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.eval.n_samples >= 1, f"eval.n_samples={cfg.eval.n_samples} must be >= 1")
     _check(cfg.eval.temperature > 0, f"eval.temperature={cfg.eval.temperature} must be > 0")
     _check(cfg.sft.steps >= 0 and cfg.sft.batch_size >= 1, "sft.steps >= 0 and sft.batch_size >= 1")
+    if cfg.model.name == "hf":
+        _validate_hf_model(cfg)
     if algo.trainer == "sft":
         return
     if algo.trainer in OFFLINE_CHECKS:
@@ -64,6 +68,49 @@ def validate(cfg: DictConfig) -> None:
     _validate_batch_sizes(algo)
     _validate_kl(cfg)
     _validate_sampling(cfg)
+
+
+def _check_saved_model(key: str, path: str) -> None:
+    """``path`` (the value of config ``key``) is a folder written by ``save_pretrained``."""
+    folder = Path(path).expanduser()
+    _check(folder.exists(), f"{key}={path} does not exist")
+    _check(
+        (folder / "config.json").is_file(),
+        f"{key}={path} holds no config.json (expected a folder written by save_pretrained)",
+    )
+
+
+def _validate_hf_model(cfg: DictConfig) -> None:
+    """model=hf: the checkpoint folders exist, the chat-template and LoRA settings make sense."""
+    m, kl = cfg.model, cfg.algorithm.kl
+    _check(
+        not OmegaConf.is_missing(m, "path"),
+        "model=hf needs model.path=<folder of a causal LM saved with save_pretrained>",
+    )
+    _check_saved_model("model.path", m.path)
+    _check(
+        str(m.chat_template).lower() in ("auto", "true", "false"),
+        f"model.chat_template={m.chat_template}: use auto, true or false",
+    )
+    if m.ref_path:
+        _check_saved_model("model.ref_path", m.ref_path)
+        _check(
+            cfg.algorithm.trainer == "rl" and kl.coef > 0,
+            f"model.ref_path={m.ref_path} is set but the run has no KL term to the reference "
+            "(it needs algorithm.trainer=rl and algorithm.kl.coef > 0); drop model.ref_path",
+        )
+    lora = m.lora
+    _check(lora.r >= 0, f"model.lora.r={lora.r} must be >= 0 (0 turns LoRA off)")
+    if lora.r == 0:
+        return
+    _check(
+        cfg.algorithm.trainer == "rl",
+        f"model.lora.r={lora.r}: LoRA is supported for online RL only, not "
+        f"algorithm.trainer={cfg.algorithm.trainer} (set model.lora.r=0)",
+    )
+    _check(lora.alpha is None or lora.alpha > 0, f"model.lora.alpha={lora.alpha} must be > 0")
+    _check(0 <= lora.dropout < 1, f"model.lora.dropout={lora.dropout} must lie in [0, 1)")
+    _check(len(lora.target_modules) > 0, "model.lora.target_modules must name >= 1 module")
 
 
 def _validate_advantage(cfg: DictConfig) -> None:

@@ -42,9 +42,12 @@ class ValueModel(nn.Module):
         save_file(self.head.state_dict(), str(path / "value_head.safetensors"))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: torch.device) -> ValueModel:
+    def from_pretrained(
+        cls, path: str | Path, device: torch.device, dtype: torch.dtype | None = None
+    ) -> ValueModel:
+        """The critic saved by ``save_pretrained``: backbone in ``dtype`` (default: as saved)."""
         path = Path(path)
-        backbone = AutoModel.from_pretrained(path, local_files_only=True)
+        backbone = AutoModel.from_pretrained(path, dtype=dtype or "auto", local_files_only=True)
         model = cls(backbone, backbone.config.hidden_size)
         model.head.load_state_dict(load_file(str(path / "value_head.safetensors")))
         return model.to(device)
