@@ -6,20 +6,17 @@ catches values that are each valid but impossible or silently useless together.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rlexp.advantages import ADVANTAGES, estimator_requirements
+from rlexp.errors import ConfigError
 from rlexp.losses import AGG_MODES, DPO_KINDS, POLICY_LOSSES
 from rlexp.pairs import PairsFileError, load_pairs
 from rlexp.rewards import REWARDS
-from rlexp.tasks import TASKS
+from rlexp.tasks import TASKS, build_task
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 KL_PLACEMENTS = ("reward", "loss", "none")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run as asked; the message names the keys to change."""
 
 
 def _check(ok: bool, message: str) -> None:
@@ -44,6 +41,7 @@ def validate(cfg: DictConfig) -> None:
         )
     if "carry_slip" in cfg.task:
         _in_unit_interval("task.carry_slip", cfg.task.carry_slip)
+    _validate_task_files(cfg.task)
     _check(cfg.steps >= 0, f"steps={cfg.steps} must be >= 0")
     _check(
         cfg.rollout.temperature > 0, f"rollout.temperature={cfg.rollout.temperature} must be > 0"
@@ -64,6 +62,20 @@ def validate(cfg: DictConfig) -> None:
     _validate_batch_sizes(algo)
     _validate_kl(cfg)
     _validate_sampling(cfg)
+
+
+def _validate_task_files(task: DictConfig) -> None:
+    """A data-file task (``task.train_file``, ...) reads and checks its files now, so a missing
+    file or a bad line (DataError, naming file and line) stops the run before any compute."""
+    files = [k for k in task if k in ("train_file", "test_file")]  # `k in task` is False for ???
+    if not files:
+        return
+    for key in files:
+        _check(
+            not OmegaConf.is_missing(task, key),
+            f"task={task.name} needs task.{key}=<path to a JSONL file>",
+        )
+    build_task(task.name, **{k: v for k, v in task.items() if k != "name"})
 
 
 def _validate_advantage(cfg: DictConfig) -> None:
