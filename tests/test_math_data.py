@@ -279,6 +279,9 @@ def test_grpo_end_to_end_on_jsonl_data(tmp_path: Path, name: str, files: dict) -
             "eval_every=2",
             "save_every=2",
             "logger=none",
+            "sft.steps=20",
+            "sft.batch_size=16",
+            "sft.eval_every=10",
             "algorithm=grpo",
             "algorithm.prompts_per_step=4",
             "algorithm.group_size=2",
@@ -294,6 +297,6 @@ def test_grpo_end_to_end_on_jsonl_data(tmp_path: Path, name: str, files: dict) -
     assert all(0.0 <= r["train/reward_mean"] <= 1.0 for r in train_rows)
     assert [r["train/step"] for r in rows if "eval/sampled_accuracy" in r] == [0, 2]
     sft = read_jsonl(out / "sft_metrics.jsonl")
-    assert sft[-1]["sft/step"] == 40 and sft[-1]["sft/heldout_loss"] < sft[0]["sft/heldout_loss"]
+    assert sft[-1]["sft/step"] == 20 and sft[-1]["sft/heldout_loss"] < sft[0]["sft/heldout_loss"]
     info = json.loads((out / "run_info.json").read_text())
     assert info["status"] == "finished" and f"tiny-{name}-" in info["base_checkpoint"]
