@@ -1,8 +1,9 @@
 """The RL base model: a fresh or loaded model, and the SFT checkpoint cached by config hash.
 
 RL runs start from ``<cache_dir>/sft/<key>``; ``key`` hashes every setting that shapes the SFT
-model (model architecture, task, ``sft:`` section), so changing any of them trains a new base,
-and runs that share them (other seeds, other RL algorithms) reuse one.
+model (model architecture, task, ``sft:`` section, and the contents of the task's data files),
+so changing any of them trains a new base, and runs that share them (other seeds, other RL
+algorithms) reuse one.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from rlexp.checkpoint import atomic_dir, commit_dir
 from rlexp.evaluation import heldout_eval
 from rlexp.models.load import load_policy
 from rlexp.models.tiny import build_tiny_llama
-from rlexp.models.tokenizer import build_char_tokenizer
+from rlexp.models.tokenizer import DEFAULT_ALPHABET, build_char_tokenizer
 from rlexp.sft import HELDOUT_PROBLEMS, heldout_loss_floor, train_sft
-from rlexp.tasks.base import Task
+from rlexp.tasks.base import CHAR_ALPHABETS, Task
 
 SFT_FORMAT_VERSION = 1  # bump when the SFT recipe's code changes what it produces
 
@@ -38,14 +39,26 @@ def sft_key(cfg: DictConfig) -> str:
         "task": OmegaConf.to_container(cfg.task, resolve=True),
         "sft": OmegaConf.to_container(cfg.sft, resolve=True),
     }
+    data = _data_digests(cfg.task)
+    if data:  # a data file edited in place trains a new base
+        payload["data"] = data
     digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:12]
     return f"{cfg.model.name}-{cfg.task.name}-{digest}"
+
+
+def _data_digests(task_cfg: DictConfig) -> dict[str, str]:
+    """SHA-256 of each existing file named by a ``task.*_file`` key (``train_file``, ...)."""
+    digests = {}
+    for key, value in task_cfg.items():
+        if str(key).endswith("_file") and value and Path(value).is_file():
+            digests[str(key)] = hashlib.sha256(Path(value).read_bytes()).hexdigest()
+    return digests
 
 
 def init_model(cfg: DictConfig, device: torch.device, dtype: torch.dtype):
     """The model before any training: built from ``model=tiny``, or loaded from ``model.path``."""
     if cfg.model.name == "tiny":
-        tokenizer = build_char_tokenizer()
+        tokenizer = build_char_tokenizer(CHAR_ALPHABETS.get(cfg.task.name, DEFAULT_ALPHABET))
         m = cfg.model
         model = build_tiny_llama(
             tokenizer,

@@ -206,6 +206,21 @@ class ArithmeticTaskConfig:
 
 
 @dataclass
+class JsonlTaskConfig:
+    """Math problems from local JSONL files (rlexp.tasks.jsonl); defaults are GSM8K's."""
+
+    name: str = "gsm8k"
+    train_file: str = MISSING  # one JSON object per line
+    test_file: str = MISSING
+    question_key: str = "question"
+    answer_key: str = "answer"  # the worked solution: the SFT target, holding the final answer
+    prompt_template: str = "Question: {question}\nAnswer:\n"  # {question} is replaced
+    answer_format: str = "hash_number"  # hash_number (#### 72) | boxed (last \boxed{...})
+    n_train: int | None = None  # the first n problems of train_file; null: all
+    n_test: int | None = None
+
+
+@dataclass
 class LoggerConfig:
     name: str = "wandb"  # wandb | none (metrics.jsonl is always written)
     project: str = "rlexp"
@@ -322,5 +337,14 @@ def register_configs() -> None:
     cs.store(group="model", name="hf_schema", node=HFModelConfig)
     cs.store(group="reward", name="reward_schema", node=RewardConfig)
     cs.store(group="task", name="arithmetic_schema", node=ArithmeticTaskConfig)
+    cs.store(group="task", name="gsm8k_schema", node=JsonlTaskConfig)
+    math = JsonlTaskConfig(
+        name="math",
+        question_key="problem",
+        answer_key="solution",
+        prompt_template="Problem: {question}\nSolution:\n",
+        answer_format="boxed",
+    )
+    cs.store(group="task", name="math_schema", node=math)
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
     register_sweeps(cs)  # sweeps/<name>.yaml as the group `sweep` (+sweep=<name>)

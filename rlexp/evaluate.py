@@ -18,6 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.config import register_configs
+from rlexp.errors import ConfigError
 from rlexp.evaluation import generate_texts
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
 from rlexp.tasks import Task, build_task
@@ -115,7 +116,7 @@ def run_eval(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> None:
     try:
         summary = run_eval(cfg)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ConfigError) as err:  # ConfigError: a bad task data file
         print(f"rlexp-eval: {err}", file=sys.stderr)
         sys.exit(2)
     print(

@@ -11,17 +11,14 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.advantages import ADVANTAGES, estimator_requirements
+from rlexp.errors import ConfigError
 from rlexp.losses import AGG_MODES, DPO_KINDS, POLICY_LOSSES
 from rlexp.pairs import PairsFileError, load_pairs
 from rlexp.rewards import REWARDS
-from rlexp.tasks import TASKS
+from rlexp.tasks import TASKS, build_task
 
 KL_ESTIMATORS = ("k1", "k2", "k3")
 KL_PLACEMENTS = ("reward", "loss", "none")
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot run as asked; the message names the keys to change."""
 
 
 def _check(ok: bool, message: str) -> None:
@@ -46,6 +43,7 @@ def validate(cfg: DictConfig) -> None:
         )
     if "carry_slip" in cfg.task:
         _in_unit_interval("task.carry_slip", cfg.task.carry_slip)
+    _validate_task_files(cfg.task)
     _check(cfg.steps >= 0, f"steps={cfg.steps} must be >= 0")
     _check(
         cfg.rollout.temperature > 0, f"rollout.temperature={cfg.rollout.temperature} must be > 0"
@@ -111,6 +109,19 @@ def _validate_hf_model(cfg: DictConfig) -> None:
     _check(lora.alpha is None or lora.alpha > 0, f"model.lora.alpha={lora.alpha} must be > 0")
     _check(0 <= lora.dropout < 1, f"model.lora.dropout={lora.dropout} must lie in [0, 1)")
     _check(len(lora.target_modules) > 0, "model.lora.target_modules must name >= 1 module")
+
+def _validate_task_files(task: DictConfig) -> None:
+    """A data-file task (``task.train_file``, ...) reads and checks its files now, so a missing
+    file or a bad line (DataError, naming file and line) stops the run before any compute."""
+    files = [k for k in task if k in ("train_file", "test_file")]  # `k in task` is False for ???
+    if not files:
+        return
+    for key in files:
+        _check(
+            not OmegaConf.is_missing(task, key),
+            f"task={task.name} needs task.{key}=<path to a JSONL file>",
+        )
+    build_task(task.name, **{k: v for k, v in task.items() if k != "name"})
 
 
 def _validate_advantage(cfg: DictConfig) -> None:

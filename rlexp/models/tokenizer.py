@@ -3,10 +3,12 @@
 Ids: ``<pad>`` 0, ``<bos>`` 1, ``<eos>`` 2, ``<unk>`` 3, then one id per alphabet character in
 order. ``tokenizer(text)`` adds *no* special tokens: callers prepend ``bos_token_id`` to prompts
 and append ``eos_token_id`` to SFT targets themselves, so BOS/EOS can never be doubled.
-Characters outside the alphabet map to ``<unk>``.
+Characters outside the alphabet map to ``<unk>`` (dropped by ``decode(skip_special_tokens=True)``).
 """
 
 from __future__ import annotations
+
+import string
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
@@ -18,6 +20,11 @@ SPECIAL_TOKENS = {
     "unk_token": "<unk>",
 }
 DEFAULT_ALPHABET = "0123456789+-*=,# \n"
+# Free text (GSM8K, MATH): the default's characters first, then the rest of printable ASCII
+# (letters, punctuation, $ \\ { } ..., tab); anything else (é, π) is <unk>.
+TEXT_ALPHABET = DEFAULT_ALPHABET + "".join(
+    c for c in string.printable if c not in DEFAULT_ALPHABET and c not in "\r\x0b\x0c"
+)
 
 
 def build_char_tokenizer(

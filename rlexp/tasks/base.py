@@ -75,6 +75,9 @@ class Task:
 
 TaskFactory = Callable[..., Task]
 TASKS: Registry[TaskFactory] = Registry("task")
+# The characters of the tiny model's tokenizer per task name (rlexp.models.tokenizer); tasks
+# not listed use its DEFAULT_ALPHABET (arithmetic's).
+CHAR_ALPHABETS: dict[str, str] = {}
 
 
 def build_task(name: str, **params: Any) -> Task:

@@ -1,0 +1,201 @@
+"""Math problems from local JSONL files: GSM8K (``task=gsm8k``) and MATH (``task=math``).
+
+A file holds one JSON object per line (blank lines are skipped, other fields ignored): the
+question under ``question_key`` and the worked solution under ``answer_key``. The worked
+solution is the SFT target as is; its final answer (``rlexp.tasks.answers``) is the gold answer
+the verifier compares a completion's final answer with. The prompt is ``prompt_template`` with
+``{question}`` replaced. ``n_train`` / ``n_test`` keep the first problems of a file.
+
+Every problem is checked when the task is built, before any model is loaded: a bad line raises
+one ``DataError`` naming the file and the line.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlexp.errors import ConfigError, DataError
+from rlexp.models.tokenizer import TEXT_ALPHABET
+from rlexp.tasks.answers import ANSWER_FORMATS, AnswerFormat
+from rlexp.tasks.base import CHAR_ALPHABETS, TASKS, Problem, Task
+
+GSM8K_TEMPLATE = "Question: {question}\nAnswer:\n"
+MATH_TEMPLATE = "Problem: {question}\nSolution:\n"
+QUESTION = "{question}"
+
+
+@dataclass(frozen=True)
+class Fields:
+    """How a JSON line becomes a problem."""
+
+    question_key: str
+    answer_key: str
+    prompt_template: str
+    answer_format: AnswerFormat
+
+
+@dataclass
+class JsonlTask(Task):
+    """Free-text solutions; the final answer is found and compared by ``answer_format``."""
+
+    answer_format: AnswerFormat = ANSWER_FORMATS["hash_number"]
+
+    def normalize_answer(self, s: str) -> str:
+        return self.answer_format.normalize(s) or " ".join(s.split())
+
+    def extract_answer(self, completion: str) -> str | None:
+        return self.answer_format.extract(completion)
+
+
+def parse_line(line: str, fields: Fields, where: str) -> tuple[str, str, str]:
+    """(prompt, solution, gold answer) of one JSONL line; DataError prefixed by ``where``."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{where}: not valid JSON ({err.msg})") from None
+    if not isinstance(row, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    values = []
+    for key, name in ((fields.question_key, "question_key"), (fields.answer_key, "answer_key")):
+        if key not in row:
+            raise DataError(f"{where}: missing key {key!r} (task.{name}); keys: {sorted(row)}")
+        if not isinstance(row[key], str) or not row[key].strip():
+            raise DataError(f"{where}: {key!r} must be a non-empty string, got {row[key]!r}")
+        values.append(row[key])
+    question, solution = values
+    fmt = fields.answer_format
+    raw = fmt.locate(solution)
+    if raw is None:
+        raise DataError(f"{where}: no {fmt.marker!r} final answer in {fields.answer_key!r}")
+    answer = fmt.normalize(raw)
+    if answer is None:
+        raise DataError(
+            f"{where}: final answer {raw.strip()[:40]!r} after {fmt.marker!r} is not parsable "
+            f"(answer format {fmt.name})"
+        )
+    return fields.prompt_template.replace(QUESTION, question), solution, answer
+
+
+def load_split(
+    path: str | Path, config_key: str, fields: Fields, limit: int | None, id_prefix: str
+) -> list[Problem]:
+    """The first ``limit`` problems (all when ``None``) of a JSONL file, every one checked."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise DataError(f"{config_key}={path}: the file {what}")
+    problems: list[Problem] = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if limit is not None and len(problems) >= limit:
+                break
+            where = f"{path} line {lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{where}: not valid UTF-8") from None
+            if not line.strip():
+                continue
+            prompt, solution, answer = parse_line(line, fields, where)
+            problems.append(Problem(f"{id_prefix}/{len(problems)}", prompt, solution, answer))
+    if not problems:
+        raise DataError(f"{config_key}={path}: the file holds no problems (empty)")
+    return problems
+
+
+def make_jsonl_task(
+    name: str,
+    train_file: str,
+    test_file: str,
+    question_key: str,
+    answer_key: str,
+    prompt_template: str,
+    answer_format: str,
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> JsonlTask:
+    """A task of two JSONL files (train and test splits) checked line by line."""
+    if answer_format not in ANSWER_FORMATS:
+        raise ConfigError(
+            f"task.answer_format={answer_format} is unknown; choose: {ANSWER_FORMATS.names()}"
+        )
+    if QUESTION not in prompt_template:
+        raise ConfigError(f"task.prompt_template={prompt_template!r} has no {QUESTION} slot")
+    for key, n in (("n_train", n_train), ("n_test", n_test)):
+        if n is not None and n < 1:
+            raise ConfigError(f"task.{key}={n} must be >= 1 (or null for the whole file)")
+    fmt = ANSWER_FORMATS[answer_format]
+    fields = Fields(question_key, answer_key, prompt_template, fmt)
+    params = dict(
+        train_file=str(train_file),
+        test_file=str(test_file),
+        question_key=question_key,
+        answer_key=answer_key,
+        prompt_template=prompt_template,
+        answer_format=answer_format,
+        n_train=n_train,
+        n_test=n_test,
+    )
+    return JsonlTask(
+        name=name,
+        train=load_split(train_file, "task.train_file", fields, n_train, f"{name}/train"),
+        test=load_split(test_file, "task.test_file", fields, n_test, f"{name}/test"),
+        params=params,
+        marker=fmt.marker,
+        answer_format=fmt,
+    )
+
+
+@TASKS.register("gsm8k")
+def make_gsm8k(
+    train_file: str,
+    test_file: str,
+    question_key: str = "question",
+    answer_key: str = "answer",
+    prompt_template: str = GSM8K_TEMPLATE,
+    answer_format: str = "hash_number",
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> JsonlTask:
+    """GSM8K: ``{"question": ..., "answer": "<worked steps>\\n#### 72"}``; numeric answers."""
+    return make_jsonl_task(
+        "gsm8k",
+        train_file,
+        test_file,
+        question_key,
+        answer_key,
+        prompt_template,
+        answer_format,
+        n_train,
+        n_test,
+    )
+
+
+@TASKS.register("math")
+def make_math(
+    train_file: str,
+    test_file: str,
+    question_key: str = "problem",
+    answer_key: str = "solution",
+    prompt_template: str = MATH_TEMPLATE,
+    answer_format: str = "boxed",
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> JsonlTask:
+    """MATH: ``{"problem": ..., "solution": "... $\\boxed{\\frac{1}{2}}$."}``; LaTeX answers."""
+    return make_jsonl_task(
+        "math",
+        train_file,
+        test_file,
+        question_key,
+        answer_key,
+        prompt_template,
+        answer_format,
+        n_train,
+        n_test,
+    )
+
+
+CHAR_ALPHABETS["gsm8k"] = CHAR_ALPHABETS["math"] = TEXT_ALPHABET  # letters, LaTeX, punctuation
