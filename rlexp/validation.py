@@ -110,6 +110,7 @@ def _validate_hf_model(cfg: DictConfig) -> None:
     _check(0 <= lora.dropout < 1, f"model.lora.dropout={lora.dropout} must lie in [0, 1)")
     _check(len(lora.target_modules) > 0, "model.lora.target_modules must name >= 1 module")
 
+
 def _validate_task_files(task: DictConfig) -> None:
     """A data-file task (``task.train_file``, ...) reads and checks its files now, so a missing
     file or a bad line (DataError, naming file and line) stops the run before any compute."""
