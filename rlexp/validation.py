@@ -9,6 +9,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from rlexp.advantages import ADVANTAGES, estimator_requirements
+from rlexp.distributed import env_world_size
 from rlexp.losses import AGG_MODES, DPO_KINDS, POLICY_LOSSES
 from rlexp.pairs import PairsFileError, load_pairs
 from rlexp.rewards import REWARDS
@@ -53,6 +54,7 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.eval.n_samples >= 1, f"eval.n_samples={cfg.eval.n_samples} must be >= 1")
     _check(cfg.eval.temperature > 0, f"eval.temperature={cfg.eval.temperature} must be > 0")
     _check(cfg.sft.steps >= 0 and cfg.sft.batch_size >= 1, "sft.steps >= 0 and sft.batch_size >= 1")
+    _validate_world(algo, env_world_size())
     if algo.trainer == "sft":
         return
     if algo.trainer in OFFLINE_CHECKS:
@@ -64,6 +66,28 @@ def validate(cfg: DictConfig) -> None:
     _validate_batch_sizes(algo)
     _validate_kl(cfg)
     _validate_sampling(cfg)
+
+
+def _validate_world(algo: DictConfig, world: int) -> None:
+    """Data parallelism (torchrun, ``world`` processes) splits whole groups evenly over ranks."""
+    if world <= 1:
+        return
+    _check(
+        algo.trainer == "rl",
+        f"torchrun started {world} processes, but algorithm.trainer={algo.trainer} runs in one "
+        "process; data parallelism is for online RL (train the SFT base / run DPO, RFT without "
+        "torchrun)",
+    )
+    _check(
+        algo.prompts_per_step % world == 0,
+        f"algorithm.prompts_per_step={algo.prompts_per_step} must divide by the {world} "
+        "data-parallel processes (each rank samples whole groups for an equal share of prompts)",
+    )
+    _check(
+        not algo.minibatch_size or algo.minibatch_size % world == 0,
+        f"algorithm.minibatch_size={algo.minibatch_size} must divide by the {world} "
+        "data-parallel processes (each rank takes an equal share of every minibatch)",
+    )
 
 
 def _validate_advantage(cfg: DictConfig) -> None:
