@@ -180,11 +180,13 @@ def all_reduce_gradients(params: Iterable[nn.Parameter]) -> None:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
     bucket: list[Tensor] = []
-    for p in params:
+    size = 0
+    for i, p in enumerate(params):
         bucket.append(p.grad)
-        if sum(g.numel() for g in bucket) >= BUCKET_NUMEL or p is params[-1]:
+        size += p.grad.numel()
+        if size >= BUCKET_NUMEL or i == len(params) - 1:
             _reduce_bucket(bucket)
-            bucket = []
+            bucket, size = [], 0
 
 
 def _reduce_bucket(grads: list[Tensor]) -> None:

@@ -16,7 +16,7 @@ from torch import Tensor
 from rlexp.advantages import ADVANTAGES, AdvantageInputs, gae
 from rlexp.data import decode_completions, encode_prompts
 from rlexp.diagnostics import advantage_diagnostics, mc_advantages
-from rlexp.distributed import all_reduce_scalar, global_mean_std, reduce_dict, world_size
+from rlexp.distributed import all_reduce_scalar, global_mean_std, reduce_dict
 from rlexp.kl import kl_estimate
 from rlexp.logprobs import build_attention_inputs, completion_logprobs
 from rlexp.rewards import is_correct, overlong_penalty, score_components, weighted_sum
@@ -218,7 +218,7 @@ def rollout_stats(batch: RolloutBatch, gamma: float = 1.0) -> dict[str, float]:
     the Monte-Carlo agreement is the mean of the ranks' values)."""
     lengths = batch.completion_mask.sum(1)
     real = batch.completion_mask > 0
-    adv = batch.advantages[real] if batch.advantages is not None else torch.zeros(1)
+    adv = batch.advantages[real] if batch.advantages is not None else real.new_zeros(1).float()
     _, reward_mean, reward_std = global_mean_std(batch.scores)
     flat_groups, n_groups = _flat_groups(batch)
     mc = _mc_agreement(batch, gamma)
@@ -235,7 +235,7 @@ def rollout_stats(batch: RolloutBatch, gamma: float = 1.0) -> dict[str, float]:
         "train/truncated_frac": float(global_mean_std(batch.truncated.float())[1]),
         "adv/mean": float(global_mean_std(adv)[1]),
         "adv/std": float(global_mean_std(adv)[2]),
-    } | (reduce_dict(mc, "mean") if world_size() > 1 else mc)
+    } | reduce_dict(mc, "mean")
 
 
 def _flat_groups(batch: RolloutBatch) -> tuple[int, int]:
