@@ -17,6 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
+from rlexp.base_model import init_model
 from rlexp.config import AlgorithmConfig, CriticConfig, KLConfig
 from rlexp.data import left_pad
 from rlexp.distributed import (
@@ -30,15 +31,17 @@ from rlexp.distributed import (
     reduce_dict,
     world_size,
 )
-from rlexp.experience import RolloutBatch, compute_advantages, last_token_rewards
+from rlexp.experience import RolloutBatch, compute_advantages, last_token_rewards, rollout_stats
 from rlexp.logprobs import completion_logprobs
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
 from rlexp.models.value import ValueModel
-from rlexp.tracking import read_jsonl
+from rlexp.tasks import build_task
+from rlexp.tracking import NullLogger, read_jsonl
+from rlexp.trainer import RLTrainer
 from rlexp.update import critic_update, policy_update
 from rlexp.validation import ConfigError, _validate_world
-from tests.conftest import TINY
+from tests.conftest import TINY, compose_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 B, T, GROUP = 8, 7, 2  # 4 groups of 2: each of 2 ranks gets 2 whole groups
@@ -64,7 +67,22 @@ CASES = {
         {"name": "gae", "gamma": 1.0, "lam": 0.9},
     ),
 }
-SUMMED = ("loss/policy", "loss/kl", "train/entropy", "train/grad_norm", "critic/value_loss")
+GLOBAL_STATS = (  # losses, gradient norms and batch statistics: global numbers on every rank
+    "loss/policy",
+    "loss/kl",
+    "train/entropy",
+    "train/grad_norm",
+    "critic/value_loss",
+    "critic/explained_variance",
+    "train/reward_mean",
+    "train/reward_std",
+    "train/accuracy",
+    "train/zero_var_group_frac",
+    "train/response_length_mean",
+    "train/response_length_max",
+    "adv/mean",
+    "adv/std",
+)
 
 
 def _model():
@@ -134,8 +152,9 @@ def _train_once(algo_kw: dict, adv_cfg: dict) -> dict:
     batch = _shard(_global_batch(model))
     algo = _algo(**algo_kw)
     compute_advantages(batch, adv_cfg, None)
+    stats = rollout_stats(batch)
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
-    stats = policy_update(model, opt, batch, algo, 1.0, torch.Generator().manual_seed(0))
+    stats |= policy_update(model, opt, batch, algo, 1.0, torch.Generator().manual_seed(0))
     out = {"advantages": batch.advantages, "mask": batch.completion_mask, "policy": _flat(model)}
     if algo.critic.enabled:
         critic = ValueModel.from_policy(_model())
@@ -156,6 +175,37 @@ def _synced_minibatches() -> dict:
     return {"policy": _flat(model)}
 
 
+def _sampled(tmp: str) -> dict:
+    """Two rollout batches of the real trainer: this rank's prompts, group ids and stats."""
+    cfg = compose_cfg(
+        [*TINY, "algorithm.prompts_per_step=4", "algorithm.group_size=2", f"output_dir={tmp}"]
+    )
+    task = build_task(cfg.task.name, **{k: v for k, v in cfg.task.items() if k != "name"})
+    policy, tok = init_model(cfg, torch.device("cpu"), torch.float32)
+    trainer = RLTrainer(cfg, Path(tmp), policy, tok, task, NullLogger())
+    out: dict = {"prompts": [], "group_ids": [], "completions": []}
+    for _ in range(2):
+        batch, stats = trainer.sample_batch()
+        out["prompts"] += tok.batch_decode(batch.prompt_ids, skip_special_tokens=True)
+        out["group_ids"] += batch.group_ids.tolist()
+        out["completions"].append(stats["train/sampled_completions"])
+    return out
+
+
+def _uneven(minibatch_size: int | None) -> dict:
+    """Dynamic sampling can leave ranks with different shard sizes: rank 0 keeps 2 groups, rank
+    1 one group (a single process keeps the 3). The ranks must still pair up their steps."""
+    model = _model()
+    batch = _global_batch(model).select(torch.arange(6))
+    if world_size() > 1:
+        batch = batch.select(torch.arange(4) if rank() == 0 else torch.arange(4, 6))
+    compute_advantages(batch, {"name": "group_relative"}, None)
+    algo = _algo(loss_agg="token-mean", minibatch_size=minibatch_size, micro_batch_size=1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    stats = policy_update(model, opt, batch, algo, 1.0, torch.Generator().manual_seed(0))
+    return {"policy": _flat(model), "stats": stats}
+
+
 def _worker(rank_: int, port: int, out_dir: str) -> None:
     os.environ |= {
         "MASTER_ADDR": "127.0.0.1",
@@ -168,6 +218,9 @@ def _worker(rank_: int, port: int, out_dir: str) -> None:
     init_distributed(torch.device("cpu"))
     results = {name: _train_once(*case) for name, case in CASES.items()}
     results["synced"] = _synced_minibatches()
+    results["sampled"] = _sampled(out_dir)
+    results["uneven"] = _uneven(None)
+    results["uneven_minibatches"] = _uneven(4)
     torch.save(results, Path(out_dir) / f"rank{rank_}.pt")
     dist.destroy_process_group()
 
@@ -204,7 +257,7 @@ def test_two_ranks_match_one_process_on_the_whole_batch(ranks: list[dict], case:
         torch.testing.assert_close(s["policy"], single["policy"], rtol=1e-5, atol=1e-6)
         if "critic" in single:
             torch.testing.assert_close(s["critic"], single["critic"], rtol=1e-5, atol=1e-6)
-        for key in SUMMED:  # losses and grad norms are global numbers on every rank
+        for key in GLOBAL_STATS:
             if key in single["stats"]:
                 assert s["stats"][key] == pytest.approx(single["stats"][key], rel=1e-5, abs=1e-7)
 
@@ -212,6 +265,35 @@ def test_two_ranks_match_one_process_on_the_whole_batch(ranks: list[dict], case:
 def test_ranks_stay_identical_over_several_shuffled_minibatches(ranks: list[dict]) -> None:
     torch.testing.assert_close(ranks[0]["synced"]["policy"], ranks[1]["synced"]["policy"])
     assert not torch.allclose(ranks[0]["synced"]["policy"], _flat(_model()))
+
+
+def test_ranks_sample_disjoint_whole_groups_of_the_one_prompt_stream(
+    ranks: list[dict], tmp_path: Path
+) -> None:
+    single = _sampled(str(tmp_path))
+    per_rank = [r["sampled"] for r in ranks]
+    # each step's 4 prompts × 2 samples: rank 0 takes the first 2 groups, rank 1 the next 2
+    for step in range(2):
+        rows = slice(4 * step, 4 * step + 4)
+        both = per_rank[0]["prompts"][rows] + per_rank[1]["prompts"][rows]
+        assert both == single["prompts"][8 * step : 8 * step + 8]
+        ids = per_rank[0]["group_ids"][rows] + per_rank[1]["group_ids"][rows]
+        assert ids == single["group_ids"][8 * step : 8 * step + 8]  # unique over ranks
+    assert single["group_ids"] == [i // 2 for i in range(16)]
+    assert all(r["completions"] == [8.0, 8.0] for r in per_rank)  # global counts
+
+
+def test_ranks_with_uneven_shards_still_take_the_global_step(ranks: list[dict]) -> None:
+    single = _uneven(None)
+    for r in ranks:
+        torch.testing.assert_close(r["uneven"]["policy"], single["policy"], rtol=1e-5, atol=1e-6)
+        assert r["uneven"]["stats"]["loss/policy"] == pytest.approx(
+            single["stats"]["loss/policy"], rel=1e-5, abs=1e-7
+        )
+    # 2 local minibatches on rank 0, 1 (+ an empty one) on rank 1: no deadlock, ranks in sync
+    torch.testing.assert_close(
+        ranks[0]["uneven_minibatches"]["policy"], ranks[1]["uneven_minibatches"]["policy"]
+    )
 
 
 def test_world_size_must_split_prompts_and_minibatches_evenly() -> None:
