@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rlexp.distributed import global_mean_std
 from rlexp.registry import Registry
 
 # Spread below FLAT_RTOL * max(1, |mean|) counts as none: scores equal up to float rounding
@@ -138,8 +139,9 @@ def batch_normalized(
     """REINFORCE++ (Hu 2025): whitened discounted returns, ``[B, T] -> ([B, T], [B, T])``.
 
     G_t = Σ_k γ^k r_{t+k} over real tokens; advantages = (G − mean) / (std + eps), mean and
-    unbiased std over ALL real tokens of the batch (not per group). Returns are G. No spread
-    (as in ``group_relative``) or fewer than 2 real tokens gives advantage 0.
+    unbiased std over ALL real tokens of the batch (not per group; under data parallelism, of the
+    global batch: every rank's tokens). Returns are G. No spread (as in ``group_relative``) or
+    fewer than 2 real tokens gives advantage 0.
     """
     real = _real(mask)
     r = torch.where(real, rewards.detach(), 0)
@@ -148,10 +150,9 @@ def batch_normalized(
     for t in reversed(range(r.shape[1])):
         running = torch.where(real[:, t], r[:, t] + gamma * running, 0)
         ret[:, t] = running
-    vals = ret[real]
-    if vals.numel() < 2:
+    n, mean, std = global_mean_std(ret[real])  # pooled over data-parallel ranks
+    if n < 2:
         return torch.zeros_like(ret), ret
-    mean, std = vals.mean(), vals.std()
     if std <= _flat_tol(ret.dtype) * mean.abs().clamp(min=1):
         return torch.zeros_like(ret), ret
     return torch.where(real, (ret - mean) / (std + eps), 0), ret

@@ -16,6 +16,7 @@ from torch import Tensor
 from rlexp.advantages import ADVANTAGES, AdvantageInputs, gae
 from rlexp.data import decode_completions, encode_prompts
 from rlexp.diagnostics import advantage_diagnostics, mc_advantages
+from rlexp.distributed import all_reduce_scalar, global_mean_std, reduce_dict
 from rlexp.kl import kl_estimate
 from rlexp.logprobs import build_attention_inputs, completion_logprobs
 from rlexp.rewards import is_correct, overlong_penalty, score_components, weighted_sum
@@ -212,8 +213,35 @@ def compute_advantages(batch: RolloutBatch, adv_cfg: dict, critic_lam: float | N
 
 def rollout_stats(batch: RolloutBatch, gamma: float = 1.0) -> dict[str, float]:
     """Reward, accuracy, zero-variance groups, lengths, advantages of one batch; with a critic
-    also the advantages' variance and agreement with Monte-Carlo advantages (discount ``gamma``)."""
+    also the advantages' variance and agreement with Monte-Carlo advantages (discount ``gamma``).
+    Under data parallelism the statistics are those of the global batch (every rank's shard;
+    the Monte-Carlo agreement is the mean of the ranks' values)."""
     lengths = batch.completion_mask.sum(1)
+    real = batch.completion_mask > 0
+    adv = batch.advantages[real] if batch.advantages is not None else real.new_zeros(1).float()
+    _, reward_mean, reward_std = global_mean_std(batch.scores)
+    flat_groups, n_groups = _flat_groups(batch)
+    mc = _mc_agreement(batch, gamma)
+    return {
+        "train/reward_mean": float(reward_mean),
+        "train/reward_std": float(reward_std),
+        "train/accuracy": float(global_mean_std(batch.correct.float())[1]),
+        "train/zero_var_group_frac": all_reduce_scalar(flat_groups)
+        / max(all_reduce_scalar(n_groups), 1),
+        "train/response_length_mean": float(global_mean_std(lengths)[1]),
+        "train/response_length_max": all_reduce_scalar(
+            float(lengths.max()) if len(batch) else 0.0, "max"
+        ),
+        "train/truncated_frac": float(global_mean_std(batch.truncated.float())[1]),
+        "adv/mean": float(global_mean_std(adv)[1]),
+        "adv/std": float(global_mean_std(adv)[2]),
+    } | reduce_dict(mc, "mean")
+
+
+def _flat_groups(batch: RolloutBatch) -> tuple[int, int]:
+    """(groups whose scores all agree within 1e-6, groups) of the batch."""
+    if len(batch) == 0:
+        return 0, 0
     ids = batch.group_ids
     _, inverse = torch.unique(ids, return_inverse=True)
     n_groups = int(inverse.max()) + 1
@@ -223,19 +251,7 @@ def rollout_stats(batch: RolloutBatch, gamma: float = 1.0) -> dict[str, float]:
     hi = torch.full((n_groups,), float("-inf"), device=ids.device).scatter_reduce(
         0, inverse, batch.scores, "amax"
     )
-    real = batch.completion_mask > 0
-    adv = batch.advantages[real] if batch.advantages is not None else torch.zeros(1)
-    return {
-        "train/reward_mean": float(batch.scores.mean()),
-        "train/reward_std": float(batch.scores.std()) if len(batch) > 1 else 0.0,
-        "train/accuracy": float(batch.correct.float().mean()),
-        "train/zero_var_group_frac": float((hi - lo <= 1e-6).float().mean()),
-        "train/response_length_mean": float(lengths.mean()),
-        "train/response_length_max": float(lengths.max()),
-        "train/truncated_frac": float(batch.truncated.float().mean()),
-        "adv/mean": float(adv.mean()),
-        "adv/std": float(adv.std()) if adv.numel() > 1 else 0.0,
-    } | _mc_agreement(batch, gamma)
+    return int((hi - lo <= 1e-6).sum()), n_groups
 
 
 def _mc_agreement(batch: RolloutBatch, gamma: float) -> dict[str, float]:

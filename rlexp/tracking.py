@@ -87,6 +87,21 @@ class RunLogger:
             self.wandb_run = None
 
 
+class NullLogger:
+    """The logger of data-parallel ranks > 0: they log nothing (rank 0 logs global metrics)."""
+
+    run_id = None
+
+    def log(self, metrics: dict[str, Any], file: str = "metrics.jsonl") -> None:
+        pass
+
+    def summary(self, values: dict[str, Any]) -> None:
+        pass
+
+    def finish(self, exit_code: int = 0) -> None:
+        pass
+
+
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a metrics.jsonl file (what the analysis package reads)."""
     with open(path) as f:

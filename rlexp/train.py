@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlexp.base_model import init_model, sft_stage, start_checkpoint
 from rlexp.checkpoint import atomic_dir, commit_dir, latest_checkpoint
 from rlexp.config import register_configs
+from rlexp.distributed import broadcast_module, broadcast_object, init_distributed, is_main
 from rlexp.dpo import run_dpo
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
 from rlexp.models.lora import apply_lora
@@ -28,7 +29,7 @@ from rlexp.models.value import ValueModel
 from rlexp.multirun import apply_threads, is_multirun, record_failure
 from rlexp.rft import run_rft
 from rlexp.tasks import build_task
-from rlexp.tracking import RunLogger
+from rlexp.tracking import NullLogger, RunLogger
 from rlexp.trainer import RLTrainer
 from rlexp.validation import ConfigError, validate
 
@@ -64,6 +65,8 @@ def _git_commit() -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
+    if not is_main():  # data parallel: rank 0 writes the run's files
+        return
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     tmp.replace(path)
@@ -77,14 +80,15 @@ def run(cfg: DictConfig) -> float:
     apply_threads(cfg.threads)  # threads=0: divided among a launcher's parallel jobs
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = init_distributed(resolve_device(cfg.device))  # torchrun: this rank's device
     dtype = resolve_dtype(cfg.model.get("dtype", "auto"), device)
     name, group, overrides = _hydra_names(cfg)
 
-    resume_from = latest_checkpoint(run_dir) if cfg.resume else None
+    resume_from = broadcast_object(latest_checkpoint(run_dir) if cfg.resume else None)
     info_path = run_dir / "run_info.json"
     previous = json.loads(info_path.read_text()) if resume_from and info_path.exists() else {}
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    if is_main():
+        OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     info = {
         "overrides": overrides,
         "seed": cfg.seed,
@@ -99,16 +103,20 @@ def run(cfg: DictConfig) -> float:
     }
     info = previous | info
     _write_json(info_path, info)
-    logger = RunLogger(
-        run_dir,
-        backend=cfg.logger.name,
-        project=cfg.logger.project,
-        mode=cfg.logger.mode,
-        name=name,
-        group=group,
-        tags=list(cfg.logger.tags),
-        config=OmegaConf.to_container(cfg, resolve=True),
-        run_id=previous.get("wandb_id") or None,
+    logger = (
+        NullLogger()
+        if not is_main()
+        else RunLogger(
+            run_dir,
+            backend=cfg.logger.name,
+            project=cfg.logger.project,
+            mode=cfg.logger.mode,
+            name=name,
+            group=group,
+            tags=list(cfg.logger.tags),
+            config=OmegaConf.to_container(cfg, resolve=True),
+            run_id=previous.get("wandb_id") or None,
+        )
     )
     info["wandb_id"] = logger.run_id
     try:
@@ -153,8 +161,9 @@ def _run_sft(cfg, task, device, dtype, logger, run_dir: Path) -> dict:
 def _run_rl(
     cfg, task, device, dtype, logger, run_dir: Path, resume_from: Path | None, info: dict
 ) -> dict:
-    if resume_from is None:
-        info["base_checkpoint"] = start_checkpoint(cfg, task, device, dtype, logger, run_dir)
+    if resume_from is None:  # data parallel: rank 0 trains a missing SFT base, the others wait
+        base = start_checkpoint(cfg, task, device, dtype, logger, run_dir) if is_main() else None
+        info["base_checkpoint"] = broadcast_object(base)
     base = info.get("base_checkpoint")
     chat = cfg.model.get("chat_template", "auto")
     if resume_from is not None:
@@ -170,8 +179,10 @@ def _run_rl(
             if resume_from
             else ValueModel.from_policy(policy)
         )
+        broadcast_module(critic)  # data parallel: every rank starts from rank 0's weights
     policy = apply_lora(policy, cfg.model.get("lora"))  # a resumed LoRA policy has its adapter
-    # the frozen reference is the start model, also after a resume
+    broadcast_module(policy)
+    # the frozen reference is the start model, also after a resume (the same on every rank)
     ref_model = build_reference(cfg, policy, base, device, dtype)
     trainer = RLTrainer(
         cfg, run_dir, policy, tokenizer, task, logger, ref_model=ref_model, critic=critic
@@ -179,7 +190,8 @@ def _run_rl(
     if resume_from is not None:
         trainer.restore(resume_from)
     final = trainer.run()
-    _print_base_to_final(run_dir, final)
+    if is_main():
+        _print_base_to_final(run_dir, final)
     return final
 
 
@@ -237,3 +249,7 @@ def main_guard(fn, cfg: DictConfig):
             print(f"rlexp: config error: {err}", file=sys.stderr)
             sys.exit(2)
         raise
+
+
+if __name__ == "__main__":  # torchrun --nproc_per_node=N -m rlexp.train ...
+    main()

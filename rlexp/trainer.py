@@ -22,6 +22,16 @@ from rlexp.checkpoint import (
     set_rng_state,
 )
 from rlexp.data import PromptStream
+from rlexp.distributed import (
+    all_gather_objects,
+    all_reduce_scalar,
+    global_mean_std,
+    is_main,
+    rank,
+    rank_seed,
+    reduce_dict,
+    world_size,
+)
 from rlexp.evaluation import heldout_eval
 from rlexp.experience import (
     RolloutBatch,
@@ -68,7 +78,7 @@ class RLTrainer:
             else None
         )
         self.stream = PromptStream(len(task.train), seed=cfg.seed)
-        self.rollout_gen = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        self.rollout_gen = torch.Generator(device=self.device).manual_seed(rank_seed(cfg.seed))
         self.update_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.step = 0
         self.next_group_id = 0
@@ -76,7 +86,9 @@ class RLTrainer:
         self.tokens_seen = 0.0
 
     # ---- state -----------------------------------------------------------------------------
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        if not is_main():  # data parallel: the ranks hold the same weights; rank 0 writes
+            return None
         modules = {"policy": WithTokenizer(self.policy, self.tokenizer)}
         state = {
             "optimizer": self.optimizer.state_dict(),
@@ -107,23 +119,38 @@ class RLTrainer:
         )
         self.step = int(state["step"])
         set_rng_state(state["rng"])
+        if rank() > 0:  # the checkpoint holds rank 0's sampler; the others get a fresh, seeded one
+            self.rollout_gen.manual_seed(rank_seed(self.cfg.seed) + self.step)
 
     # ---- one step --------------------------------------------------------------------------
     def sample_batch(self) -> tuple[RolloutBatch, dict[str, float]]:
         """Draw prompts, sample group_size completions each, score and shape them. With dynamic
         sampling, groups without signal are dropped and more prompts drawn (up to
-        ``max_sampling_rounds`` draws) until ``prompts_per_step`` groups are kept."""
+        ``max_sampling_rounds`` draws) until ``prompts_per_step`` groups are kept.
+
+        Data parallel: each rank samples whole groups for its share of the prompts, drawn from the
+        one prompt stream every rank advances alike; group ids are unique over ranks; the stats
+        returned are the global batch's."""
         algo = self.algo
-        need, parts, stats, dropped = algo.prompts_per_step, [], defaultdict(float), 0
+        need = algo.prompts_per_step // world_size()  # this rank's groups
+        parts, stats, dropped = [], defaultdict(float), 0
         rounds = algo.max_sampling_rounds if algo.dynamic_sampling else 1
         for _ in range(rounds):
-            if need == 0:
+            needs = all_gather_objects(need)  # every rank's missing groups, in rank order
+            if sum(needs) == 0:
                 break
+            first, drawn = sum(needs[: rank()]), self.stream.next(sum(needs))
             problems = [
-                self.task.train[i] for i in self.stream.next(need) for _ in range(algo.group_size)
+                self.task.train[i]
+                for i in drawn[first : first + need]
+                for _ in range(algo.group_size)
             ]
-            group_ids = self.next_group_id + torch.arange(need).repeat_interleave(algo.group_size)
-            self.next_group_id += need
+            group_ids = (self.next_group_id + first) + torch.arange(need).repeat_interleave(
+                algo.group_size
+            )
+            self.next_group_id += sum(needs)
+            if need == 0:
+                continue
             part, part_stats = collect(
                 self.policy,
                 self.tokenizer,
@@ -149,6 +176,11 @@ class RLTrainer:
                 part = part.select(keep)
             need -= len(part) // algo.group_size
             parts.append(part)
+        if world_size() > 1:
+            timing = {k: v for k, v in stats.items() if k.startswith("time/")}
+            counts = {k: v for k, v in stats.items() if k not in timing}
+            stats = defaultdict(float, reduce_dict(counts) | reduce_dict(timing, "max"))
+            dropped, need = sum(all_gather_objects(dropped)), sum(all_gather_objects(need))
         for k in [k for k in stats if k.startswith("train/reward_")]:
             stats[k] /= stats["train/sampled_completions"]
         stats["train/tokens_per_s"] = stats["train/generated_tokens"] / max(
@@ -164,11 +196,11 @@ class RLTrainer:
         batch, stats = self.sample_batch()
         self.samples_seen += int(stats["train/sampled_completions"])
         self.tokens_seen += stats["train/generated_tokens"]
-        if len(batch) == 0:  # dynamic sampling found no group with signal: nothing to learn
+        if all_reduce_scalar(len(batch)) == 0:  # dynamic sampling found no group with signal
             return stats | {"time/step": time.perf_counter() - t0}
         if batch.ref_logp is not None:
             kl = kl_estimate(batch.old_logp, batch.ref_logp, "k3")
-            stats["train/kl_ref"] = float(kl[batch.completion_mask > 0].mean())
+            stats["train/kl_ref"] = float(global_mean_std(kl[batch.completion_mask > 0])[1])
         if algo.kl.placement == "reward" and algo.kl.coef > 0:
             add_kl_penalty(batch, algo.kl.coef, algo.kl.estimator)
         compute_advantages(batch, self.adv_cfg, algo.critic.lam)
@@ -184,13 +216,21 @@ class RLTrainer:
         return stats
 
     def evaluate(self) -> dict[str, float]:
+        if not is_main():  # data parallel: rank 0 evaluates (and logs); the others wait
+            return {}
         return heldout_eval(self.policy, self.tokenizer, self.task, self.cfg)
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
         cfg = self.cfg
         first_eval = last_eval = {}
-        bar = tqdm(total=cfg.steps, initial=self.step, desc=f"{self.algo.name}", dynamic_ncols=True)
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc=f"{self.algo.name}",
+            dynamic_ncols=True,
+            disable=not is_main(),
+        )
         while True:
             row: dict[str, float] = {"train/step": self.step}
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:

@@ -12,6 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlexp.advantages import ADVANTAGES, estimator_requirements
 from rlexp.errors import ConfigError
+
+from rlexp.distributed import env_world_size
 from rlexp.losses import AGG_MODES, DPO_KINDS, POLICY_LOSSES
 from rlexp.pairs import PairsFileError, load_pairs
 from rlexp.rewards import REWARDS
@@ -55,6 +57,8 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.sft.steps >= 0 and cfg.sft.batch_size >= 1, "sft.steps >= 0 and sft.batch_size >= 1")
     if cfg.model.name == "hf":
         _validate_hf_model(cfg)
+
+    _validate_world(algo, env_world_size())
     if algo.trainer == "sft":
         return
     if algo.trainer in OFFLINE_CHECKS:
@@ -123,6 +127,27 @@ def _validate_task_files(task: DictConfig) -> None:
             f"task={task.name} needs task.{key}=<path to a JSONL file>",
         )
     build_task(task.name, **{k: v for k, v in task.items() if k != "name"})
+
+def _validate_world(algo: DictConfig, world: int) -> None:
+    """Data parallelism (torchrun, ``world`` processes) splits whole groups evenly over ranks."""
+    if world <= 1:
+        return
+    _check(
+        algo.trainer == "rl",
+        f"torchrun started {world} processes, but algorithm.trainer={algo.trainer} runs in one "
+        "process; data parallelism is for online RL (train the SFT base / run DPO, RFT without "
+        "torchrun)",
+    )
+    _check(
+        algo.prompts_per_step % world == 0,
+        f"algorithm.prompts_per_step={algo.prompts_per_step} must divide by the {world} "
+        "data-parallel processes (each rank samples whole groups for an equal share of prompts)",
+    )
+    _check(
+        not algo.minibatch_size or algo.minibatch_size % world == 0,
+        f"algorithm.minibatch_size={algo.minibatch_size} must divide by the {world} "
+        "data-parallel processes (each rank takes an equal share of every minibatch)",
+    )
 
 
 def _validate_advantage(cfg: DictConfig) -> None:
