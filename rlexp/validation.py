@@ -11,9 +11,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.advantages import ADVANTAGES, estimator_requirements
-from rlexp.errors import ConfigError
-
 from rlexp.distributed import env_world_size
+from rlexp.errors import ConfigError
 from rlexp.losses import AGG_MODES, DPO_KINDS, POLICY_LOSSES
 from rlexp.pairs import PairsFileError, load_pairs
 from rlexp.rewards import REWARDS
@@ -57,7 +56,6 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.sft.steps >= 0 and cfg.sft.batch_size >= 1, "sft.steps >= 0 and sft.batch_size >= 1")
     if cfg.model.name == "hf":
         _validate_hf_model(cfg)
-
     _validate_world(algo, env_world_size())
     if algo.trainer == "sft":
         return
@@ -127,6 +125,7 @@ def _validate_task_files(task: DictConfig) -> None:
             f"task={task.name} needs task.{key}=<path to a JSONL file>",
         )
     build_task(task.name, **{k: v for k, v in task.items() if k != "name"})
+
 
 def _validate_world(algo: DictConfig, world: int) -> None:
     """Data parallelism (torchrun, ``world`` processes) splits whole groups evenly over ranks."""
