@@ -4,7 +4,6 @@ accuracy, the number a sweeper would optimise."""
 
 from __future__ import annotations
 
-import copy
 import json
 import random
 import subprocess
@@ -19,7 +18,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.base_model import init_model, sft_stage, start_checkpoint
-from rlexp.checkpoint import atomic_dir, commit_dir, latest_checkpoint
+from rlexp.checkpoint import (
+    atomic_dir,
+    commit_dir,
+    latest_checkpoint,
+    load_trainer_state,
+    remove_partial,
+)
 from rlexp.config import register_configs
 from rlexp.dpo import run_dpo
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
@@ -80,9 +85,13 @@ def run(cfg: DictConfig) -> float:
     dtype = resolve_dtype(cfg.model.get("dtype", "auto"), device)
     name, group, overrides = _hydra_names(cfg)
 
+    if cfg.resume:
+        remove_partial(run_dir)  # a kill during a save leaves a temporary folder, never loaded
     resume_from = latest_checkpoint(run_dir) if cfg.resume else None
     info_path = run_dir / "run_info.json"
     previous = json.loads(info_path.read_text()) if resume_from and info_path.exists() else {}
+    if resume_from and not previous.get("wandb_id"):  # the checkpoint keeps it too
+        previous["wandb_id"] = load_trainer_state(resume_from).get("wandb_id")
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     info = {
         "overrides": overrides,
@@ -110,6 +119,7 @@ def run(cfg: DictConfig) -> float:
         run_id=previous.get("wandb_id") or None,
     )
     info["wandb_id"] = logger.run_id
+    _write_json(info_path, info)  # now, so that a killed run's restart continues its W&B run
     try:
         task = build_task(cfg.task.name, **{k: v for k, v in cfg.task.items() if k != "name"})
         if cfg.algorithm.trainer == "sft":
@@ -152,9 +162,8 @@ def _run_sft(cfg, task, device, dtype, logger, run_dir: Path) -> dict:
 def _run_rl(
     cfg, task, device, dtype, logger, run_dir: Path, resume_from: Path | None, info: dict
 ) -> dict:
-    if resume_from is None:
-        info["base_checkpoint"] = start_checkpoint(cfg, task, device, dtype, logger, run_dir)
-    base = info.get("base_checkpoint")
+    # also on resume (a killed run never wrote it to run_info.json): the reference model
+    base = info["base_checkpoint"] = start_checkpoint(cfg, task, device, dtype, logger, run_dir)
     if resume_from is not None:
         policy, tokenizer = load_policy(resume_from / "policy", device, dtype)
     elif base is not None:
@@ -164,7 +173,9 @@ def _run_rl(
     ref_model = None
     if cfg.algorithm.kl.coef > 0:  # the frozen reference is the base, also after a resume
         ref_model = (
-            load_policy(base, device, dtype)[0] if base is not None else copy.deepcopy(policy)
+            load_policy(base, device, dtype)[0]
+            if base is not None
+            else init_model(cfg, device, dtype)[0]  # seeded: the same fresh model again
         )
         ref_model.eval().requires_grad_(False)
     critic = None

@@ -106,12 +106,13 @@ def policy_update(
                     )
                     total = total + algo.kl.coef * kl
                     sums["loss/kl"] += float(kl.detach())
+                _check_finite(total.detach(), "policy loss")
                 total.backward()
                 sums["loss/policy"] += float(loss.detach())
                 sums["train/entropy"] += float(ent.detach())
                 means.add({f"train/{k}": v for k, v in stats.items()})
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), algo.max_grad_norm)
-            _check_finite(grad_norm, "policy gradient norm")
+            _check_finite(grad_norm, "gradient norm of the policy")
             optimizer.step()
             means.add(sums | {"train/grad_norm": grad_norm})
     return means.result()
@@ -144,11 +145,12 @@ def critic_update(
                     clip_range=algo.critic.value_clip,
                     global_denominator=den,
                 )
+                _check_finite(loss.detach(), "value loss")
                 (algo.vf_coef * loss).backward()
                 sums["critic/value_loss"] += float(loss.detach())
                 means.add({f"critic/{k}": v for k, v in stats.items()})
             grad_norm = torch.nn.utils.clip_grad_norm_(critic.parameters(), algo.max_grad_norm)
-            _check_finite(grad_norm, "critic gradient norm")
+            _check_finite(grad_norm, "gradient norm of the critic")
             optimizer.step()
             means.add(sums | {"critic/grad_norm": grad_norm})
     out = means.result()
@@ -159,5 +161,6 @@ def critic_update(
 
 
 def _check_finite(x: Tensor, name: str) -> None:
+    """Stop before a NaN/inf reaches the weights (the caller adds the step)."""
     if not torch.isfinite(x):
-        raise FloatingPointError(f"non-finite {name} ({float(x)}): the update was skipped")
+        raise FloatingPointError(f"non-finite {name} ({float(x)}), before the optimizer step")
