@@ -49,8 +49,11 @@ def train_command(run_dir: Path, overrides: list[str]) -> list[str]:
 
 
 def train_env() -> dict[str, str]:
+    """Each run its own W&B service (as from a fresh shell): with a parent's service (the
+    ``WANDB_SERVICE`` it exports), a killed child's run id would stay "in use" there."""
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
-    return os.environ | {
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    return env | {
         "PYTHONPATH": path,
         "OMP_NUM_THREADS": "1",
         "WANDB_MODE": "offline",
