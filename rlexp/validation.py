@@ -6,7 +6,9 @@ catches values that are each valid but impossible or silently useless together.
 
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
 
 from rlexp.advantages import ADVANTAGES, estimator_requirements
 from rlexp.losses import AGG_MODES, DPO_KINDS, POLICY_LOSSES
@@ -53,6 +55,7 @@ def validate(cfg: DictConfig) -> None:
     _check(cfg.eval.n_samples >= 1, f"eval.n_samples={cfg.eval.n_samples} must be >= 1")
     _check(cfg.eval.temperature > 0, f"eval.temperature={cfg.eval.temperature} must be > 0")
     _check(cfg.sft.steps >= 0 and cfg.sft.batch_size >= 1, "sft.steps >= 0 and sft.batch_size >= 1")
+    _validate_model_path(cfg)
     if algo.trainer == "sft":
         return
     if algo.trainer in OFFLINE_CHECKS:
@@ -64,6 +67,20 @@ def validate(cfg: DictConfig) -> None:
     _validate_batch_sizes(algo)
     _validate_kl(cfg)
     _validate_sampling(cfg)
+
+
+def _validate_model_path(cfg: DictConfig) -> None:
+    """``model=hf``: ``model.path`` must be a folder written by ``save_pretrained`` (nothing is
+    downloaded), checked before the run starts rather than deep inside model loading."""
+    if cfg.model.name != "hf":
+        return
+    _check(not OmegaConf.is_missing(cfg.model, "path"), "model=hf needs model.path=<model folder>")
+    path = Path(cfg.model.path)
+    _check(
+        (path / "config.json").is_file(),
+        f"model.path={path} is not a saved model folder (no {path / 'config.json'}); give the "
+        "folder that save_pretrained wrote",
+    )
 
 
 def _validate_advantage(cfg: DictConfig) -> None:
