@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 import warnings
 from pathlib import Path
 
@@ -36,7 +37,7 @@ from rlexp.tasks import build_task
 from rlexp.tracking import read_jsonl, truncate_jsonl
 from rlexp.train import run
 from tests.conftest import TINY, compose_cfg
-from tests.wandb_offline import read_offline_run, read_offline_runs
+from tests.wandb_offline import read_offline_runs
 
 # The smoke-size SFT base never answers right, so exact match alone gives no gradient: DAPO's
 # overlong length penalty (a ramp over 4..20 tokens) gives every step a learning signal.
@@ -75,24 +76,24 @@ def test_sigkilled_run_resumes_to_the_metrics_of_an_uninterrupted_run(
     """rlexp-train killed with SIGKILL after logging a step past its checkpoint, then restarted
     with resume=true: every step's metrics and the final evaluation equal the uninterrupted run's
     (which also runs in-process here, so the comparison crosses processes too)."""
-    overrides = [*GRPO, "steps=6", "save_every=2", "eval_every=3", f"cache_dir={shared_cache}"]
+    overrides = [*GRPO, "steps=8", "save_every=2", "eval_every=4", f"cache_dir={shared_cache}"]
     full = _run(tmp_path / "full", shared_cache, *overrides)
 
     resumed = tmp_path / "resumed"
     killed = kill_after_checkpoint(resumed, [*TINY, *overrides], timeout=300)
     assert killed["last_logged_step"] >= killed["checkpoint_step"]  # rows to drop on resume
-    assert not (resumed / "checkpoints" / "step_000006").exists()  # killed mid-training
+    assert not (resumed / "checkpoints" / "step_000008").exists()  # killed mid-training
     wandb_id = json.loads((resumed / "run_info.json").read_text())["wandb_id"]
     _run(resumed, shared_cache, *overrides, "resume=true")
 
     a, b = step_rows(full), step_rows(resumed)  # also: no train/step logged twice
     print(killed, "\n" + side_by_side(a, b, SHOWN))
-    assert sorted(b) == list(range(7))
-    assert all(a[s]["train/grad_norm"] > 0 and a[s]["adv/std"] > 0 for s in range(6))  # it learns
+    assert sorted(b) == list(range(9))
+    assert all(a[s]["train/grad_norm"] > 0 and a[s]["adv/std"] > 0 for s in range(8))  # it learns
     assert max_difference(a, b) <= 1e-6
     assert (
-        "eval/sampled_accuracy" in b[6]
-        and b[6]["eval/sampled_accuracy"] == a[6]["eval/sampled_accuracy"]
+        "eval/sampled_accuracy" in b[8]
+        and b[8]["eval/sampled_accuracy"] == a[8]["eval/sampled_accuracy"]
     )
     discarded = read_jsonl(resumed / "metrics.jsonl.discarded")
     assert [r["train/step"] for r in discarded][0] == killed["checkpoint_step"]
@@ -104,9 +105,9 @@ def test_sigkilled_run_resumes_to_the_metrics_of_an_uninterrupted_run(
     # only its header: W&B's service had not flushed it. metrics.jsonl is the full record.)
     dirs = sorted((resumed / "wandb").glob("offline-run-*"))
     assert len(dirs) == 2 and all(d.name.endswith(f"-{wandb_id}") for d in dirs)
-    last = read_offline_runs(resumed)[-1]
+    last = _last_wandb_run(resumed)
     assert last["run"].run_id == wandb_id == info["wandb_id"] and last["exit_code"] == 0
-    assert [h["train/step"] for h in last["history"]] == list(range(killed["checkpoint_step"], 7))
+    assert [h["train/step"] for h in last["history"]] == list(range(killed["checkpoint_step"], 9))
 
 
 def test_ppo_resume_is_exact_and_draws_the_same_prompts(
@@ -227,7 +228,18 @@ def test_nan_gradient_stops_the_run_and_keeps_the_last_good_checkpoint(
     info = json.loads((out / "run_info.json").read_text())
     assert info["status"] == "failed" and msg in info["error"]
     assert [r["train/step"] for r in read_jsonl(out / "metrics.jsonl")] == [0, 1, 2]
-    assert read_offline_run(out)["exit_code"] == 1
+    assert _last_wandb_run(out)["exit_code"] == 1
+
+
+def _last_wandb_run(run_dir: Path, wait_s: float = 20.0) -> dict:
+    """The newest offline W&B run file of ``run_dir``, read once it holds its exit record: W&B's
+    service may write the file a moment after ``finish`` returns."""
+    deadline = time.monotonic() + wait_s
+    while (last := read_offline_runs(run_dir)[-1])["exit_code"] is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    return last
 
 
 @pytest.mark.parametrize("what", ["advantages", "reward"])
