@@ -32,7 +32,7 @@ from rlexp.models.value import ValueModel
 from rlexp.multirun import apply_threads, is_multirun, record_failure
 from rlexp.rft import run_rft
 from rlexp.tasks import build_task
-from rlexp.tracking import RunLogger
+from rlexp.tracking import RunLogger, truncate_jsonl
 from rlexp.trainer import RLTrainer
 from rlexp.validation import ConfigError, validate
 
@@ -88,6 +88,8 @@ def run(cfg: DictConfig) -> float:
     if cfg.resume:
         remove_partial(run_dir)  # a kill during a save leaves a temporary folder, never loaded
     resume_from = latest_checkpoint(run_dir) if cfg.resume else None
+    if cfg.resume and resume_from is None:  # killed before its first checkpoint: start over
+        truncate_jsonl(run_dir / "metrics.jsonl", "train/step", 0)
     info_path = run_dir / "run_info.json"
     previous = json.loads(info_path.read_text()) if resume_from and info_path.exists() else {}
     if resume_from and not previous.get("wandb_id"):  # the checkpoint keeps it too

@@ -148,6 +148,18 @@ def test_ppo_resume_is_exact_and_draws_the_same_prompts(
     assert state["next_group_id"] == 4 * 8 and "critic_optimizer" in state
 
 
+def test_resume_before_the_first_checkpoint_starts_over_without_duplicate_rows(
+    tmp_path: Path, shared_cache: Path
+) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"train/step": 0, "train/reward_mean": 9.0}\n')
+    _run(out, shared_cache, *GRPO, "steps=1", "resume=true")
+    rows = read_jsonl(out / "metrics.jsonl")
+    assert [r["train/step"] for r in rows] == [0, 1] and rows[0]["train/reward_mean"] != 9.0
+    assert json.loads((out / "run_info.json").read_text())["resumed_from"] is None
+
+
 def test_trainer_state_with_every_rng_loads_with_weights_only(tmp_path: Path) -> None:
     class Weights:
         def save_pretrained(self, path: Path) -> None:
