@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 _STEP_DIR = re.compile(r"step_(\d+)$")
@@ -36,11 +37,31 @@ def commit_dir(tmp: Path, final: Path) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    return {"torch": torch.get_rng_state(), "python": random.getstate()}
+    """The global RNGs (torch, CUDA, numpy, python) as tensors, ints and tuples: what
+    ``torch.load(weights_only=True)`` accepts, so nothing arbitrary is ever unpickled."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {
+            "name": str(name),
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(gauss),
+        },
+        "python": random.getstate(),
+    }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        n = state["numpy"]
+        keys = n["keys"].numpy().astype(np.uint32)
+        np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached_gaussian"]))
     random.setstate(_as_tuple(state["python"]))
 
 
@@ -76,6 +97,25 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
         return []
     found = [(int(m.group(1)), p) for p in root.iterdir() if (m := _STEP_DIR.match(p.name))]
     return [p for _, p in sorted(found)]
+
+
+def remove_partial(run_dir: Path) -> list[Path]:
+    """Clean up after a kill during a save: delete unfinished ``.tmp-*`` folders (never loaded,
+    only ``step_N`` folders are) and put back an ``.old-*`` copy whose replacement never landed."""
+    root = Path(run_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    removed = []
+    for p in sorted(root.iterdir()):
+        m = re.match(r"\.(tmp|old)-(step_\d+)-\d+$", p.name)
+        if m is None:
+            continue
+        if m.group(1) == "old" and not (root / m.group(2)).exists():
+            os.replace(p, root / m.group(2))
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:

@@ -7,6 +7,7 @@ completion. Samples of one prompt share a ``group_ids`` entry; groups are always
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
@@ -20,7 +21,7 @@ from rlexp.distributed import all_reduce_scalar, global_mean_std, reduce_dict
 from rlexp.kl import kl_estimate
 from rlexp.logprobs import build_attention_inputs, completion_logprobs
 from rlexp.rewards import is_correct, overlong_penalty, score_components, weighted_sum
-from rlexp.rollout import sample
+from rlexp.rollout import Samples, sample
 from rlexp.tasks.base import Problem, Task
 
 
@@ -59,6 +60,60 @@ class RolloutBatch:
 def _chunks(n: int, size: int) -> list[slice]:
     """Row slices of at most ``size``: no-grad passes over a rollout never hold all its logits."""
     return [slice(i, i + size) for i in range(0, n, size)]
+
+
+@dataclass
+class GenerationChunk:
+    """Rows per sampling call. ``None`` samples the whole batch in one call; an out-of-memory
+    error halves it (and it stays halved for later steps). ``retries`` counts the halvings."""
+
+    size: int | None = None
+    retries: int = 0
+
+
+def sample_in_chunks(
+    policy, prompt_ids: Tensor, prompt_mask: Tensor, chunk: GenerationChunk, generator, **kw
+) -> Samples:
+    """``rollout.sample`` over row chunks of ``chunk.size``; on ``torch.OutOfMemoryError`` the
+    chunk is halved and the whole batch sampled again from the generator's starting state, until
+    a chunk of one row fails too. Chunks draw the random numbers in another order, so a halved
+    chunk gives other (equally distributed) samples than the whole batch would."""
+    n, start = prompt_ids.shape[0], generator.get_state()
+    while True:
+        size = min(chunk.size or n, n)
+        try:
+            parts = [
+                sample(policy, prompt_ids[r], prompt_mask[r], generator=generator, **kw)
+                for r in _chunks(n, size)
+            ]
+            return parts[0] if len(parts) == 1 else _concat_samples(parts, kw["pad_token_id"])
+        except torch.OutOfMemoryError as err:
+            if size <= 1:
+                raise RuntimeError(
+                    "out of memory while sampling even one sequence at a time: lower "
+                    "rollout.max_new_tokens or use a smaller model"
+                ) from err
+            chunk.size, chunk.retries = size // 2, chunk.retries + 1
+            warnings.warn(
+                f"out of memory sampling {size} sequences at once; retrying in chunks of "
+                f"{chunk.size}",
+                stacklevel=2,
+            )
+            del err
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            generator.set_state(start)
+
+
+def _concat_samples(parts: list[Samples], pad_id: int) -> Samples:
+    """One ``Samples`` from row chunks of different completion lengths (right-padded)."""
+    width = max(p.completion_ids.shape[1] for p in parts)
+    return Samples(
+        completion_ids=torch.cat([_pad(p.completion_ids, width, pad_id, False) for p in parts]),
+        completion_mask=torch.cat([_pad(p.completion_mask, width, 0, False) for p in parts]),
+        logp=torch.cat([_pad(p.logp, width, 0.0, False) for p in parts]),
+        truncated=torch.cat([p.truncated for p in parts]),
+    )
 
 
 def last_token_rewards(scores: Tensor, mask: Tensor) -> Tensor:
@@ -129,23 +184,28 @@ def collect(
     ref_model=None,
     critic=None,
     chunk_size: int = 128,
+    gen_chunk: GenerationChunk | None = None,
 ) -> tuple[RolloutBatch, dict[str, float]]:
     """Sample one completion per entry of ``problems`` (each prompt repeated group_size times),
-    score it, and compute reference log-probs and values; returns the batch and rollout stats."""
+    score it, and compute reference log-probs and values; returns the batch and rollout stats.
+    Sampling runs in chunks of ``gen_chunk`` rows, halved on out-of-memory errors."""
     device = next(policy.parameters()).device
+    gen_chunk = gen_chunk if gen_chunk is not None else GenerationChunk()
+    retries_before = gen_chunk.retries
     t0 = time.perf_counter()
     prompt_ids, prompt_mask = encode_prompts(tokenizer, [p.prompt for p in problems], device)
     policy.eval()
-    out = sample(
+    out = sample_in_chunks(
         policy,
         prompt_ids,
         prompt_mask,
+        gen_chunk,
+        generator,
         max_new_tokens=rollout_cfg.max_new_tokens,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         temperature=rollout_cfg.temperature,
         top_p=rollout_cfg.top_p,
-        generator=generator,
     )
     t_gen = time.perf_counter() - t0
     batch, components = score_samples(
@@ -177,6 +237,7 @@ def collect(
         "time/logprob_passes": time.perf_counter() - t1,
         "train/tokens_per_s": float(mask.sum()) / max(t_gen, 1e-9),
         "train/generated_tokens": float(mask.sum()),
+        "train/gen_oom_retries": float(gen_chunk.retries - retries_before),
     }
     return batch, stats
 

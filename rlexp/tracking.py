@@ -106,3 +106,31 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a metrics.jsonl file (what the analysis package reads)."""
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def truncate_jsonl(path: str | Path, key: str, before: float) -> int:
+    """Drop the rows of a JSONL log whose ``key`` is ``>= before`` (rows without ``key`` stay):
+    on resume from the checkpoint of step ``before``, the rows a killed run logged after it go,
+    so every step keeps exactly one row. The dropped rows are appended to ``<path>.discarded``;
+    the rewrite is atomic. Returns how many rows were dropped."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    keep, drop = [], []
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a line cut short by the kill
+                drop.append(line.rstrip("\n"))
+                continue
+            (drop if row.get(key, -math.inf) >= before else keep).append(line.rstrip("\n"))
+    if drop:
+        with open(path.with_name(path.name + ".discarded"), "a") as f:
+            f.write("".join(f"{line}\n" for line in drop))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(f"{line}\n" for line in keep))
+        tmp.replace(path)
+    return len(drop)

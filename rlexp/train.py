@@ -18,7 +18,13 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.base_model import init_model, sft_stage, start_checkpoint
-from rlexp.checkpoint import atomic_dir, commit_dir, latest_checkpoint
+from rlexp.checkpoint import (
+    atomic_dir,
+    commit_dir,
+    latest_checkpoint,
+    load_trainer_state,
+    remove_partial,
+)
 from rlexp.config import register_configs
 from rlexp.distributed import broadcast_module, broadcast_object, init_distributed, is_main
 from rlexp.dpo import run_dpo
@@ -29,7 +35,7 @@ from rlexp.models.value import ValueModel
 from rlexp.multirun import apply_threads, is_multirun, record_failure
 from rlexp.rft import run_rft
 from rlexp.tasks import build_task
-from rlexp.tracking import NullLogger, RunLogger
+from rlexp.tracking import NullLogger, RunLogger, truncate_jsonl
 from rlexp.trainer import RLTrainer
 from rlexp.validation import ConfigError, validate
 
@@ -84,9 +90,15 @@ def run(cfg: DictConfig) -> float:
     dtype = resolve_dtype(cfg.model.get("dtype", "auto"), device)
     name, group, overrides = _hydra_names(cfg)
 
+    if cfg.resume and is_main():
+        remove_partial(run_dir)  # a kill during a save leaves a temporary folder, never loaded
     resume_from = broadcast_object(latest_checkpoint(run_dir) if cfg.resume else None)
+    if cfg.resume and resume_from is None and is_main():  # killed before its first checkpoint
+        truncate_jsonl(run_dir / "metrics.jsonl", "train/step", 0)
     info_path = run_dir / "run_info.json"
     previous = json.loads(info_path.read_text()) if resume_from and info_path.exists() else {}
+    if resume_from and not previous.get("wandb_id"):  # the checkpoint keeps it too
+        previous["wandb_id"] = load_trainer_state(resume_from).get("wandb_id")
     if is_main():
         OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     info = {
@@ -119,6 +131,7 @@ def run(cfg: DictConfig) -> float:
         )
     )
     info["wandb_id"] = logger.run_id
+    _write_json(info_path, info)  # now, so that a killed run's restart continues its W&B run
     try:
         task = build_task(cfg.task.name, **{k: v for k, v in cfg.task.items() if k != "name"})
         if cfg.algorithm.trainer == "sft":
@@ -161,10 +174,10 @@ def _run_sft(cfg, task, device, dtype, logger, run_dir: Path) -> dict:
 def _run_rl(
     cfg, task, device, dtype, logger, run_dir: Path, resume_from: Path | None, info: dict
 ) -> dict:
-    if resume_from is None:  # data parallel: rank 0 trains a missing SFT base, the others wait
-        base = start_checkpoint(cfg, task, device, dtype, logger, run_dir) if is_main() else None
-        info["base_checkpoint"] = broadcast_object(base)
-    base = info.get("base_checkpoint")
+    # Also on resume (a killed run never wrote it to run_info.json): it is the KL reference.
+    # Data parallel: rank 0 trains a missing SFT base while the others wait.
+    base = start_checkpoint(cfg, task, device, dtype, logger, run_dir) if is_main() else None
+    base = info["base_checkpoint"] = broadcast_object(base)
     chat = cfg.model.get("chat_template", "auto")
     if resume_from is not None:
         policy, tokenizer = load_policy(resume_from / "policy", device, dtype, chat)

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from torch import Tensor
 from tqdm.auto import tqdm
 
 from rlexp.checkpoint import (
     WithTokenizer,
+    latest_checkpoint,
     load_trainer_state,
     save_checkpoint,
     set_rng_state,
@@ -34,6 +36,7 @@ from rlexp.distributed import (
 )
 from rlexp.evaluation import heldout_eval
 from rlexp.experience import (
+    GenerationChunk,
     RolloutBatch,
     add_kl_penalty,
     add_overlong_penalty,
@@ -46,7 +49,7 @@ from rlexp.experience import (
 from rlexp.kl import kl_estimate
 from rlexp.models.lora import trainable_parameters
 from rlexp.tasks.base import Task
-from rlexp.tracking import RunLogger
+from rlexp.tracking import RunLogger, truncate_jsonl
 from rlexp.update import critic_update, policy_update
 
 
@@ -84,19 +87,29 @@ class RLTrainer:
         self.next_group_id = 0
         self.samples_seen = 0
         self.tokens_seen = 0.0
+        self.gen_chunk = GenerationChunk()  # rows per sampling call; halved on OOM
 
     # ---- state -----------------------------------------------------------------------------
     def save(self) -> Path | None:
-        if not is_main():  # data parallel: the ranks hold the same weights; rank 0 writes
+        """Everything the loop carries from step to step, so a resumed run is the same run:
+        weights (safetensors), optimizers, the data cursor, every RNG, counters, the W&B id.
+        Data parallel: the ranks hold the same weights; rank 0 writes, with every rank's
+        sampler state (they draw different samples)."""
+        rollout_gens = all_gather_objects(self.rollout_gen.get_state())  # collective: all ranks
+        if not is_main():
             return None
         modules = {"policy": WithTokenizer(self.policy, self.tokenizer)}
         state = {
             "optimizer": self.optimizer.state_dict(),
             "stream": self.stream.state_dict(),
             "rollout_gen": self.rollout_gen.get_state(),
+            "rollout_gen_ranks": rollout_gens,
             "update_gen": self.update_gen.get_state(),
             "samples_seen": self.samples_seen,
             "tokens_seen": self.tokens_seen,
+            "next_group_id": self.next_group_id,
+            "gen_chunk": self.gen_chunk.size or 0,
+            "gen_oom_retries": self.gen_chunk.retries,
             "wandb_id": self.logger.run_id or "",
         }
         if self.critic is not None:
@@ -105,7 +118,9 @@ class RLTrainer:
         return save_checkpoint(self.run_dir, self.step, modules, state)
 
     def restore(self, ckpt: Path) -> None:
-        """Continue from ``ckpt`` (its weights were loaded into the models by the caller)."""
+        """Continue from ``ckpt`` (its weights were loaded into the models by the caller); the
+        metrics.jsonl rows a killed run logged after the checkpoint are dropped, so every step
+        keeps one row."""
         state = load_trainer_state(ckpt)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.critic is not None:
@@ -117,10 +132,19 @@ class RLTrainer:
             int(state["samples_seen"]),
             float(state["tokens_seen"]),
         )
+        self.next_group_id = int(state.get("next_group_id", 0))
+        self.gen_chunk = GenerationChunk(
+            int(state.get("gen_chunk", 0)) or None, int(state.get("gen_oom_retries", 0))
+        )
         self.step = int(state["step"])
         set_rng_state(state["rng"])
-        if rank() > 0:  # the checkpoint holds rank 0's sampler; the others get a fresh, seeded one
+        per_rank = state.get("rollout_gen_ranks", [])
+        if len(per_rank) == world_size():
+            self.rollout_gen.set_state(per_rank[rank()])
+        elif rank() > 0:  # saved with another world size: a fresh, seeded sampler
             self.rollout_gen.manual_seed(rank_seed(self.cfg.seed) + self.step)
+        if is_main():
+            truncate_jsonl(self.run_dir / "metrics.jsonl", "train/step", self.step)
 
     # ---- one step --------------------------------------------------------------------------
     def sample_batch(self) -> tuple[RolloutBatch, dict[str, float]]:
@@ -163,6 +187,7 @@ class RLTrainer:
                 ref_model=self.ref_model,
                 critic=self.critic,
                 chunk_size=algo.micro_batch_size,
+                gen_chunk=self.gen_chunk,
             )
             for k, v in part_stats.items():
                 stats[k] += v * (len(part) if k.startswith("train/reward_") else 1)
@@ -203,7 +228,12 @@ class RLTrainer:
             stats["train/kl_ref"] = float(global_mean_std(kl[batch.completion_mask > 0])[1])
         if algo.kl.placement == "reward" and algo.kl.coef > 0:
             add_kl_penalty(batch, algo.kl.coef, algo.kl.estimator)
+        check_finite(batch.scores, "reward")
         compute_advantages(batch, self.adv_cfg, algo.critic.lam)
+        real = batch.completion_mask > 0
+        check_finite(batch.advantages[real], "advantages")
+        if batch.returns is not None:
+            check_finite(batch.returns[real], "returns")
         stats |= rollout_stats(batch, self.adv_cfg.get("gamma", 1.0))
         t1 = time.perf_counter()
         stats |= policy_update(
@@ -214,6 +244,13 @@ class RLTrainer:
         stats["time/update"] = time.perf_counter() - t1
         stats["time/step"] = time.perf_counter() - t0
         return stats
+
+    def _diverged(self, err: FloatingPointError) -> FloatingPointError:
+        """The error that stops a run at a NaN/inf: the tensor, the step, the checkpoint to go
+        back to. Nothing of the failed step is logged or saved."""
+        last = latest_checkpoint(self.run_dir)
+        where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+        return FloatingPointError(f"{err} at train/step {self.step}; the run stopped, {where}")
 
     def evaluate(self) -> dict[str, float]:
         if not is_main():  # data parallel: rank 0 evaluates (and logs); the others wait
@@ -240,10 +277,16 @@ class RLTrainer:
             if self.step == cfg.steps:
                 self.logger.log(row)
                 break
-            row |= self.train_step()
+            try:
+                row |= self.train_step()
+                row |= {
+                    "train/samples": self.samples_seen,
+                    "train/sampled_tokens": self.tokens_seen,
+                }
+                _check_finite_metrics(row)
+            except FloatingPointError as err:
+                raise self._diverged(err) from err
             self.step += 1
-            row |= {"train/samples": self.samples_seen, "train/sampled_tokens": self.tokens_seen}
-            _check_finite_metrics(row, self.step)
             self.logger.log(row)
             bar.update(1)
             bar.set_postfix(
@@ -257,9 +300,16 @@ class RLTrainer:
         return last_eval
 
 
-def _check_finite_metrics(row: dict[str, float], step: int) -> None:
-    """Stop a diverged run: a NaN/inf loss or advantage is named, with its step."""
+def check_finite(x: Tensor, name: str) -> None:
+    """Raise ``FloatingPointError("non-finite <name>")`` when ``x`` holds a NaN or an inf."""
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise FloatingPointError(f"non-finite {name} ({bad} of {x.numel()} values)")
+
+
+def _check_finite_metrics(row: dict[str, float]) -> None:
+    """Stop a diverged run: a NaN/inf loss or advantage statistic is named."""
     for key in ("loss/policy", "loss/kl", "adv/mean", "adv/std", "critic/value_loss"):
         value = row.get(key)
         if value is not None and not math.isfinite(value):
-            raise FloatingPointError(f"non-finite {key} = {value} at step {step}")
+            raise FloatingPointError(f"non-finite {key} = {value}")

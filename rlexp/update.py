@@ -152,13 +152,14 @@ def policy_update(
                     )
                     total = total + algo.kl.coef * kl
                     sums["loss/kl"] += float(kl.detach())
+                _check_finite(total.detach(), "policy loss")
                 total.backward()
                 sums["loss/policy"] += float(loss.detach())
                 sums["train/entropy"] += float(ent.detach())
                 means.add({f"train/{k}": v for k, v in stats.items()})
             all_reduce_gradients(policy.parameters())
             grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), algo.max_grad_norm)
-            _check_finite(grad_norm, "policy gradient norm")
+            _check_finite(grad_norm, "gradient norm of the policy")
             optimizer.step()
             means.add(_summed_over_ranks(sums) | {"train/grad_norm": grad_norm})
     return means.result()
@@ -201,12 +202,13 @@ def critic_update(
                     clip_range=algo.critic.value_clip,
                     global_denominator=den,
                 )
+                _check_finite(loss.detach(), "value loss")
                 (algo.vf_coef * loss).backward()
                 sums["critic/value_loss"] += float(loss.detach())
                 means.add({f"critic/{k}": v for k, v in stats.items()})
             all_reduce_gradients(critic.parameters())
             grad_norm = torch.nn.utils.clip_grad_norm_(critic.parameters(), algo.max_grad_norm)
-            _check_finite(grad_norm, "critic gradient norm")
+            _check_finite(grad_norm, "gradient norm of the critic")
             optimizer.step()
             means.add(_summed_over_ranks(sums) | {"critic/grad_norm": grad_norm})
     out = means.result()
@@ -230,5 +232,6 @@ def _explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> float:
 
 
 def _check_finite(x: Tensor, name: str) -> None:
+    """Stop before a NaN/inf reaches the weights (the caller adds the step)."""
     if not torch.isfinite(x):
-        raise FloatingPointError(f"non-finite {name} ({float(x)}): the update was skipped")
+        raise FloatingPointError(f"non-finite {name} ({float(x)}), before the optimizer step")

@@ -43,10 +43,20 @@ def _payloads(data: bytes):
 
 
 def read_offline_run(run_dir: Path) -> dict[str, Any]:
-    """``{"run": Record.run, "history": [dict per log call], "config": {...}}`` of the single
-    offline W&B run under ``run_dir/wandb``."""
+    """``{"run": Record.run, "history": [dict per log call], "config": {...}, "exit_code": int |
+    None}`` of the single offline W&B run under ``run_dir/wandb``."""
     (path,) = Path(run_dir).glob("wandb/offline-run-*/run-*.wandb")
-    out: dict[str, Any] = {"run": None, "history": [], "config": {}}
+    return read_run_file(path)
+
+
+def read_offline_runs(run_dir: Path) -> list[dict[str, Any]]:
+    """Every offline W&B run file under ``run_dir/wandb`` (a resumed run adds one), oldest first."""
+    return [read_run_file(p) for p in sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))]
+
+
+def read_run_file(path: Path) -> dict[str, Any]:
+    """One ``run-<id>.wandb`` file, read as :func:`read_offline_run` describes."""
+    out: dict[str, Any] = {"run": None, "history": [], "config": {}, "exit_code": None}
     for payload in _payloads(path.read_bytes()):
         rec = pb.Record()
         rec.ParseFromString(payload)
@@ -61,4 +71,6 @@ def read_offline_run(run_dir: Path) -> dict[str, Any]:
                     for i in rec.history.item
                 }
             )
+        elif kind == "exit":
+            out["exit_code"] = rec.exit.exit_code
     return out

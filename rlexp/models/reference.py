@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
@@ -36,7 +35,7 @@ def build_reference(
     """π_ref, or None without a KL term (``algorithm.kl.coef = 0``).
 
     ``model.ref_path`` → that checkpoint; a LoRA policy → itself with the adapter off; otherwise
-    a frozen copy of the start model (``base``, or the policy itself when there is no base).
+    a frozen copy of the start model (``base``, or the seeded fresh model when there is none).
     """
     if cfg.algorithm.kl.coef == 0:
         return None
@@ -52,6 +51,8 @@ def build_reference(
         return AdapterDisabledReference(policy)
     elif base is not None:
         ref = load_policy(base, device, dtype)[0]
-    else:
-        ref = copy.deepcopy(policy)
+    else:  # a fresh tiny model: rebuilt from its seed, so also right after a resume
+        from rlexp.base_model import init_model  # the run's start model (no import cycle)
+
+        ref = init_model(cfg, device, dtype)[0]
     return ref.eval().requires_grad_(False)
