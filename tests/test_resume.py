@@ -340,13 +340,3 @@ def test_generation_oom_halves_the_chunk_and_retries(monkeypatch) -> None:
         pytest.raises(RuntimeError, match="even one sequence at a time"),
     ):
         _collect(task, tok, model, GenerationChunk())
-
-
-def test_missing_model_path_is_one_config_error_before_any_compute() -> None:
-    from rlexp.validation import ConfigError, validate
-
-    cfg = compose_cfg(["output_dir=/tmp/unused", "model=hf", "model.path=/nonexistent/model"])
-    with pytest.raises(ConfigError, match=r"model.path=/nonexistent/model is not a saved model"):
-        validate(cfg)
-    with pytest.raises(ConfigError, match="model=hf needs model.path"):
-        validate(compose_cfg(["output_dir=/tmp/unused", "model=hf"]))
