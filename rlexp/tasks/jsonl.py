@@ -148,54 +148,35 @@ def make_jsonl_task(
     )
 
 
-@TASKS.register("gsm8k")
-def make_gsm8k(
-    train_file: str,
-    test_file: str,
-    question_key: str = "question",
-    answer_key: str = "answer",
-    prompt_template: str = GSM8K_TEMPLATE,
-    answer_format: str = "hash_number",
-    n_train: int | None = None,
-    n_test: int | None = None,
-) -> JsonlTask:
-    """GSM8K: ``{"question": ..., "answer": "<worked steps>\\n#### 72"}``; numeric answers."""
-    return make_jsonl_task(
-        "gsm8k",
-        train_file,
-        test_file,
-        question_key,
-        answer_key,
-        prompt_template,
-        answer_format,
-        n_train,
-        n_test,
+# The data sets' own field names, prompt and answer format; any of them can be overridden.
+DATASET_DEFAULTS: dict[str, dict[str, str]] = {
+    # GSM8K: {"question": ..., "answer": "<worked steps>\n#### 72"}; numeric answers
+    "gsm8k": dict(
+        question_key="question",
+        answer_key="answer",
+        prompt_template=GSM8K_TEMPLATE,
+        answer_format="hash_number",
+    ),
+    # MATH: {"problem": ..., "solution": "... $\boxed{\frac{1}{2}}$."}; LaTeX answers
+    "math": dict(
+        question_key="problem",
+        answer_key="solution",
+        prompt_template=MATH_TEMPLATE,
+        answer_format="boxed",
+    ),
+}
+
+
+def _dataset_factory(name: str):
+    def factory(train_file: str, test_file: str, **settings) -> JsonlTask:
+        return make_jsonl_task(name, train_file, test_file, **(DATASET_DEFAULTS[name] | settings))
+
+    factory.__doc__ = (
+        f"task={name}: make_jsonl_task with {name}'s defaults ({DATASET_DEFAULTS[name]})."
     )
+    return factory
 
 
-@TASKS.register("math")
-def make_math(
-    train_file: str,
-    test_file: str,
-    question_key: str = "problem",
-    answer_key: str = "solution",
-    prompt_template: str = MATH_TEMPLATE,
-    answer_format: str = "boxed",
-    n_train: int | None = None,
-    n_test: int | None = None,
-) -> JsonlTask:
-    """MATH: ``{"problem": ..., "solution": "... $\\boxed{\\frac{1}{2}}$."}``; LaTeX answers."""
-    return make_jsonl_task(
-        "math",
-        train_file,
-        test_file,
-        question_key,
-        answer_key,
-        prompt_template,
-        answer_format,
-        n_train,
-        n_test,
-    )
-
-
-CHAR_ALPHABETS["gsm8k"] = CHAR_ALPHABETS["math"] = TEXT_ALPHABET  # letters, LaTeX, punctuation
+for _name in DATASET_DEFAULTS:
+    TASKS.register(_name)(_dataset_factory(_name))
+    CHAR_ALPHABETS[_name] = TEXT_ALPHABET  # model=tiny: letters, LaTeX, punctuation
