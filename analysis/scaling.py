@@ -162,8 +162,8 @@ def fit_scaling_runs(
 
     runs: one (compute [N_r], reward [N_r]) per run. With at least ``min_boot_runs`` runs the
     CIs are percentile bootstrap over runs (runs resampled with replacement, refitted; R0
-    re-measured per replicate); otherwise from the fit covariance (A, B, R0 ± z·se; C_mid
-    through log C_mid ± z·se). Returns {"A", "A_low", "A_high", ..., "R0_high", "ci", "runs",
+    re-measured per replicate); otherwise from the fit covariance (A, B, R0 ± z·se, A's clipped
+    to a_bounds; C_mid through log C_mid ± z·se). Returns {"A", "A_low", "A_high", ..., "R0_high", "ci", "runs",
     "points", "rmse"} (and "note" when A = R0, where B and C_mid are NaN); the point estimate
     is the fit to all runs. Raises ValueError unless some run has ``min_evals_per_run``
     evaluations at C > 0: A, B and C_mid need more than three compute levels to be identified.
@@ -203,6 +203,7 @@ def fit_scaling_runs(
         z = float(norm.ppf(1 - alpha / 2))
         se = dict(zip(PARAMS, fit.se, strict=True))
         bounds = {k: (est[k] - z * se[k], est[k] + z * se[k]) for k in ("A", "B", "R0")}
+        bounds["A"] = (max(bounds["A"][0], a_bounds[0]), min(bounds["A"][1], a_bounds[1]))
         log_mid = np.log(fit.c_mid)
         bounds["C_mid"] = (np.exp(log_mid - z * se["C_mid"]), np.exp(log_mid + z * se["C_mid"]))
         out["ci"] = "fit covariance"

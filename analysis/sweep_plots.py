@@ -291,12 +291,14 @@ def plot_scaling(
 
 def _compact_log_ticks(ax: Axes) -> None:
     """Short tick labels on a log compute axis (``50k``, ``2M``): 1, 2 and 5 per decade when it
-    spans under 1.5 decades, powers of ten only otherwise, so labels never overlap."""
+    spans under 2 decades, powers of ten only otherwise, so labels never overlap."""
     lo, hi = ax.get_xlim()
+    decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
     ax.xaxis.set_major_locator(LogLocator(base=10))
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    if hi / lo < 10**1.5:
-        ax.xaxis.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+    if hi / lo < 100:
+        minor = [m * 10.0**k for k in decades for m in (2, 5) if lo <= m * 10.0**k <= hi]
+        ax.xaxis.set_minor_locator(FixedLocator(minor))
         ax.xaxis.set_minor_formatter(EngFormatter(sep=""))
     else:
         ax.xaxis.set_minor_formatter(NullFormatter())

@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python benchmarks/bench_rollout.py [--repeats 5]`` (leave OMP_NUM_THREADS unset).
 All contenders generate exactly ``--new-tokens`` tokens (the EOS id is outside the vocabulary, and
 ``generate`` gets ``min_new_tokens``), are timed interleaved after a warm-up, and the table
-reports median tokens/s.
+reports median tokens/s. Then the profiler's time of the fast sampler's matrix products bounds
+what any sampler doing the same products could gain over ``generate`` (the "ceiling").
 """
 
 from __future__ import annotations
@@ -114,6 +115,39 @@ def bench(
     }
 
 
+GEMM_OPS = ("aten::mm", "aten::addmm", "aten::addmm_", "aten::bmm", "aten::baddbmm")
+
+
+def gemm_seconds(fn: Callable[[], Tensor], repeats: int = 3) -> tuple[float, float]:
+    """(seconds per call in matrix products, their share of the time spent in torch ops), from
+    the profiler's self-CPU times (Python between the ops is in neither)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(repeats):
+            fn()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    gemm = sum(e.self_cpu_time_total for e in events if e.key in GEMM_OPS)
+    return gemm / repeats / 1e6, gemm / total
+
+
+def gemm_ceiling(batch: int, prompt_len: int, new_tokens: int, generate_tok_s: float) -> str:
+    """The most any sampler doing the fast sampler's matrix products could gain over
+    ``generate``: generate's wall time per call over the time of those products alone."""
+    torch.manual_seed(0)
+    model = tiny_llama()
+    ids, mask = make_prompts(batch, prompt_len, torch.Generator().manual_seed(batch))
+    gemm, share = gemm_seconds(contenders(model, ids, mask, new_tokens)["fast"])
+    generate_s = batch * new_tokens / generate_tok_s
+    return (
+        f"batch {batch}: the fast sampler spends {gemm * 1e3:.0f} ms per call in matrix products "
+        f"({share:.0%} of its op time); generate takes {generate_s * 1e3:.0f} ms: ceiling "
+        f"{generate_s / gemm:.2f}x generate for any sampler doing these products"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 512])
@@ -133,12 +167,16 @@ def main() -> None:
     cols += ["fast/generate", "generic/generate", "fast/generate (cpu time)"]
     print(" | ".join(cols))
     print("-" * len(" | ".join(cols)))
+    ceilings = []
     for batch in args.batch_sizes:
         r = bench(batch, args.prompt_len, args.new_tokens, args.repeats)
         (fast, fast_cpu), (generic, _), (hf, hf_cpu) = r["fast"], r["generic"], r["generate"]
         cells = [f"{batch}", f"{fast:.0f}", f"{generic:.0f}", f"{hf:.0f}"]
         cells += [f"{fast / hf:.2f}x", f"{generic / hf:.2f}x", f"{fast_cpu / hf_cpu:.2f}x"]
         print(" | ".join(c.rjust(len(h)) for c, h in zip(cells, cols, strict=True)))
+        ceilings.append(gemm_ceiling(batch, args.prompt_len, args.new_tokens, hf))
+    print("\nWhere the time goes (torch.profiler, self CPU time of the matrix products):")
+    print("\n".join(ceilings))
 
 
 if __name__ == "__main__":

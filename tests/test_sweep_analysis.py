@@ -297,6 +297,8 @@ def test_scaling_fit_recovers_known_parameters() -> None:
         assert fit[f"{name}_low"] <= fit[name] <= fit[f"{name}_high"]
     two = fit_scaling_runs(runs[:2], a_bounds=(0, 1))
     assert two["ci"] == "fit covariance" and two["A_low"] < 0.8 < two["A_high"]
+    few = fit_scaling_runs([(c[:5], r[:5]) for c, r in runs[:2]], a_bounds=(0, 1))  # A unsure
+    assert 0 <= few["A_low"] <= few["A"] <= few["A_high"] <= 1  # a CI within A's bounds
     two_evals = [(c[[0, 5, 10]] * (1 + 0.01 * i), runs[i][1][[0, 5, 10]]) for i in range(3)]
     with pytest.raises(ValueError, match="evaluations after the start"):  # 2 compute levels
         fit_scaling_runs(two_evals, a_bounds=(0, 1))
