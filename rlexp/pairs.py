@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rlexp.data import prompt_token_ids
+from rlexp.errors import json_object
 
 FIELDS = ("prompt", "chosen", "rejected")
 
@@ -51,12 +52,7 @@ def load_pairs(path: str | Path) -> list[Pair]:
             if not line.strip():
                 continue
             where = f"pairs file {path}, line {lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise PairsFileError(f"{where}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise PairsFileError(f"{where}: expected a JSON object with fields {FIELDS}")
+            row = json_object(line, where, PairsFileError)
             missing = [k for k in FIELDS if k not in row]
             if missing:
                 raise PairsFileError(f"{where}: missing field(s) {', '.join(missing)}")

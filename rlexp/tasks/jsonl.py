@@ -12,11 +12,10 @@ one ``DataError`` naming the file and the line.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlexp.errors import ConfigError, DataError
+from rlexp.errors import ConfigError, DataError, json_object
 from rlexp.models.tokenizer import TEXT_ALPHABET
 from rlexp.tasks.answers import ANSWER_FORMATS, AnswerFormat
 from rlexp.tasks.base import CHAR_ALPHABETS, TASKS, Problem, Task
@@ -51,12 +50,7 @@ class JsonlTask(Task):
 
 def parse_line(line: str, fields: Fields, where: str) -> tuple[str, str, str]:
     """(prompt, solution, gold answer) of one JSONL line; DataError prefixed by ``where``."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{where}: not valid JSON ({err.msg})") from None
-    if not isinstance(row, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    row = json_object(line, where)
     values = []
     for key, name in ((fields.question_key, "question_key"), (fields.answer_key, "answer_key")):
         if key not in row:
