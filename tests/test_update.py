@@ -16,8 +16,9 @@ from rlexp.logprobs import completion_logprobs
 from rlexp.losses import POLICY_LOSSES
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
+from rlexp.models.value import ValueModel
 from rlexp.tasks import build_task
-from rlexp.update import policy_update
+from rlexp.update import critic_update, policy_update
 
 B, T = 8, 6
 
@@ -149,3 +150,28 @@ def test_evaluation_uses_the_verifier_and_its_own_sampling_settings() -> None:
     assert out["eval/sampled_accuracy"] == 0.0
     # seeded: evaluations at different steps are comparable
     assert evaluate(model, tok, task, task.test, **settings) == out
+
+
+@pytest.mark.parametrize("which", ["policy", "critic"])
+def test_a_non_finite_gradient_norm_stops_before_the_optimizer_step(
+    which: str, monkeypatch
+) -> None:
+    """A NaN gradient (here: injected through the gradient-norm clip) is named and no weight moves."""
+    model, _ = _model()
+    batch = _batch(model)
+    batch.values = torch.zeros(B, T)
+    batch.returns = batch.advantages.clone()
+    module = ValueModel.from_policy(model) if which == "critic" else model
+    before = copy.deepcopy(module.state_dict())
+    optimizer = torch.optim.SGD(module.parameters(), lr=1.0)
+    monkeypatch.setattr(
+        torch.nn.utils, "clip_grad_norm_", lambda *a, **k: torch.tensor(float("nan"))
+    )
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(FloatingPointError, match=f"non-finite gradient norm of the {which}"):
+        if which == "critic":
+            critic_update(module, optimizer, batch, _algo(), gen)
+        else:
+            policy_update(module, optimizer, batch, _algo(), 1.0, gen)
+    after = module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
