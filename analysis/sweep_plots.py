@@ -207,7 +207,9 @@ def _draw_reference(
     ax.plot(
         xs, ys, color="0.3", linestyle="--", linewidth=1.0, marker="x", markersize=4, label=text
     )
-    ax.legend(loc="best", handlelength=1.8)
+    low, high = ax.get_ylim()  # headroom, so the legend never sits on the data
+    ax.set_ylim(low, high + 0.25 * (high - low))
+    ax.legend(loc="upper right", handlelength=1.8)
 
 
 # ------------------------------------------------------------------------------------ scaling
