@@ -18,6 +18,7 @@ import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
 from rlexp.base_model import init_model
+from rlexp.checkpoint import load_trainer_state
 from rlexp.config import AlgorithmConfig, CriticConfig, KLConfig
 from rlexp.data import left_pad
 from rlexp.distributed import (
@@ -349,6 +350,10 @@ def test_torchrun_two_processes_end_to_end(tmp_path: Path) -> None:
     info = json.loads((out / "run_info.json").read_text())
     assert info["status"] == "finished"
     assert (out / "checkpoints" / "step_000002" / "policy" / "model.safetensors").exists()
+    state = load_trainer_state(out / "checkpoints" / "step_000002")
+    samplers = state["rollout_gen_ranks"]  # every rank's sampler, for an exact resume
+    assert len(samplers) == 2 and not torch.equal(samplers[0], samplers[1])
+    assert torch.equal(samplers[0], state["rollout_gen"])
 
 
 def test_single_process_helpers_are_identities() -> None:
