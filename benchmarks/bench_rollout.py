@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rlexp.rollout import sample
+from rlexp.rollout.sampler import sample
 
 VOCAB = 32
 NEVER_EOS = VOCAB + 1  # an id no row can sample, so every row runs to max_new_tokens

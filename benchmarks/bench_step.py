@@ -17,7 +17,7 @@ checkpointing. Exactly 32 tokens: rlexp's sampler gets an EOS id outside the voc
 row stops early), TRL's ``generate`` gets ``min_new_tokens=32`` (EOS masked); both are checked.
 
 rlexp's step mirrors ``RLTrainer.train_step`` / ``experience.collect`` line by line, except that it
-calls ``rlexp.rollout.sample`` itself, because ``collect`` always stops at the tokenizer's EOS.
+calls ``rlexp.rollout.sampler.sample`` itself, because ``collect`` always stops at the tokenizer's EOS.
 The GRPO and PPO settings are the repository's ``conf/algorithm/{grpo,ppo}.yaml``, composed through
 Hydra, with the overrides in ``STEP_OVERRIDES``.
 
@@ -51,21 +51,21 @@ from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from rlexp.config import register_configs  # noqa: E402
-from rlexp.data import encode_prompts  # noqa: E402
-from rlexp.experience import (  # noqa: E402
+from rlexp.config.validate import validate  # noqa: E402
+from rlexp.data.prompts import encode_prompts  # noqa: E402
+from rlexp.data.tasks import build_task  # noqa: E402
+from rlexp.models.logprobs import completion_logprobs  # noqa: E402
+from rlexp.models.tiny import build_tiny_llama  # noqa: E402
+from rlexp.models.tokenizer import build_char_tokenizer  # noqa: E402
+from rlexp.models.value import ValueModel  # noqa: E402
+from rlexp.rollout.collect import (  # noqa: E402
     add_kl_penalty,
     compute_advantages,
     critic_values,
     score_samples,
 )
-from rlexp.logprobs import completion_logprobs  # noqa: E402
-from rlexp.models.tiny import build_tiny_llama  # noqa: E402
-from rlexp.models.tokenizer import build_char_tokenizer  # noqa: E402
-from rlexp.models.value import ValueModel  # noqa: E402
-from rlexp.rollout import sample  # noqa: E402
-from rlexp.tasks import build_task  # noqa: E402
-from rlexp.update import critic_update, policy_update  # noqa: E402
-from rlexp.validation import validate  # noqa: E402
+from rlexp.rollout.sampler import sample  # noqa: E402
+from rlexp.trainers.update import critic_update, policy_update  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 MiB = 2**20

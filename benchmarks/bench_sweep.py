@@ -26,7 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from rlexp.config import SMOKE_OVERRIDES
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, for tests/
+from tests.conftest import TINY as SMOKE_OVERRIDES  # noqa: E402
 
 RLEXP_TRAIN = str(Path(sys.executable).parent / "rlexp-train")
 TINY = [  # the test suite's sizes: the --tiny smoke test

@@ -18,13 +18,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.config import register_configs
-from rlexp.errors import ConfigError
-from rlexp.evaluation import generate_texts
+from rlexp.data.tasks import Task, build_task
+from rlexp.evaluation.heldout import generate_texts
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
-from rlexp.tasks import Task, build_task
+from rlexp.runtime.errors import ConfigError
+from rlexp.runtime.paths import CONF_DIR
 
 register_configs()
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 COLUMNS = ["problem_id", "sample_idx", "completion", "answer", "gold", "correct", "length"]
 
 
@@ -112,7 +112,7 @@ def run_eval(cfg: DictConfig) -> dict:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="eval")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
     try:
         summary = run_eval(cfg)

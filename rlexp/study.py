@@ -14,9 +14,10 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from analysis.study import analyze_study
-from rlexp.checkpoint import latest_checkpoint
 from rlexp.evaluate import run_eval
-from rlexp.train import CONF_DIR, main_guard, run
+from rlexp.runtime.checkpoint import latest_checkpoint
+from rlexp.runtime.paths import CONF_DIR
+from rlexp.train import main_guard, run
 
 
 def _eval_cfg(cfg: DictConfig, checkpoint: str, label: str, seed: int, out: Path) -> DictConfig:
@@ -73,6 +74,6 @@ def run_study(cfg: DictConfig) -> dict:
     return result
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> None:
     main_guard(run_study, cfg)

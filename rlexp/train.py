@@ -17,30 +17,32 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from rlexp.base_model import init_model, sft_stage, start_checkpoint
-from rlexp.checkpoint import (
+from rlexp.config import register_configs
+from rlexp.config.validate import validate
+from rlexp.data.tasks import build_task
+from rlexp.models.build import init_model
+from rlexp.models.load import load_policy, resolve_device, resolve_dtype
+from rlexp.models.lora import apply_lora
+from rlexp.models.reference import build_reference
+from rlexp.models.value import ValueModel
+from rlexp.runtime.checkpoint import (
     atomic_dir,
     commit_dir,
     latest_checkpoint,
     load_trainer_state,
     remove_partial,
 )
-from rlexp.config import register_configs
-from rlexp.distributed import broadcast_module, broadcast_object, init_distributed, is_main
-from rlexp.dpo import run_dpo
-from rlexp.models.load import load_policy, resolve_device, resolve_dtype
-from rlexp.models.lora import apply_lora
-from rlexp.models.reference import build_reference
-from rlexp.models.value import ValueModel
-from rlexp.multirun import apply_threads, is_multirun, record_failure
-from rlexp.rft import run_rft
-from rlexp.tasks import build_task
-from rlexp.tracking import NullLogger, RunLogger, truncate_jsonl
-from rlexp.trainer import RLTrainer
-from rlexp.validation import ConfigError, validate
+from rlexp.runtime.distributed import broadcast_module, broadcast_object, init_distributed, is_main
+from rlexp.runtime.errors import ConfigError
+from rlexp.runtime.multirun import apply_threads, is_multirun, record_failure
+from rlexp.runtime.paths import CONF_DIR
+from rlexp.runtime.tracking import NullLogger, RunLogger, truncate_jsonl
+from rlexp.trainers.dpo import run_dpo
+from rlexp.trainers.rft import run_rft
+from rlexp.trainers.rl import RLTrainer
+from rlexp.trainers.sft_base import sft_stage, start_checkpoint
 
 register_configs()
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # the repository's conf/
 OFFLINE_RUNNERS = {"dpo": run_dpo, "rft": run_rft}  # algorithm.trainer → offline method
 
 
@@ -237,7 +239,7 @@ def _first_eval(run_dir: Path) -> dict:
     return {}
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
     return main_guard(run, cfg)
 

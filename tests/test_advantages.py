@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlexp.advantages import (
+from rlexp.algos.advantages import (
     ADVANTAGES,
     ESTIMATOR_REQUIREMENTS,
     AdvantageInputs,

@@ -2,7 +2,7 @@
 
 import pytest
 
-from rlexp.tasks.answers import (
+from rlexp.data.tasks.answers import (
     ANSWER_FORMATS,
     after_last_hash,
     last_boxed,

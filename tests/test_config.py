@@ -10,7 +10,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
-from rlexp.validation import ConfigError, validate
+from rlexp.config.validate import validate
+from rlexp.runtime.errors import ConfigError
 from tests.conftest import CONF_DIR, compose_cfg
 
 ALGORITHMS = sorted(p.stem for p in Path(CONF_DIR, "algorithm").glob("*.yaml"))
@@ -112,7 +113,7 @@ def test_cli_prints_one_line_for_a_bad_config(tmp_path: Path) -> None:
 
 
 def test_docs_algorithm_table_matches_the_configs() -> None:
-    from rlexp.algorithm_table import table
+    from rlexp.config.algorithm_table import table
 
     assert Path(CONF_DIR, "..", "docs", "algorithms.md").read_text() == table()
 

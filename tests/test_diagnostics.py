@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp.advantages import gae
-from rlexp.diagnostics import advantage_diagnostics, masked_var, mc_advantages
-from rlexp.experience import RolloutBatch, compute_advantages, rollout_stats
+from rlexp.algos.advantages import gae
+from rlexp.algos.diagnostics import advantage_diagnostics, masked_var, mc_advantages
+from rlexp.rollout.batch import RolloutBatch
+from rlexp.rollout.collect import compute_advantages, rollout_stats
 
 INF = float("inf")
 

@@ -17,11 +17,19 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
-from rlexp.base_model import init_model
-from rlexp.checkpoint import load_trainer_state
-from rlexp.config import AlgorithmConfig, CriticConfig, KLConfig
-from rlexp.data import left_pad
-from rlexp.distributed import (
+from rlexp.config.schema import AlgorithmConfig, CriticConfig, KLConfig
+from rlexp.config.validate import _validate_world
+from rlexp.data.prompts import left_pad
+from rlexp.data.tasks import build_task
+from rlexp.models.build import init_model
+from rlexp.models.logprobs import completion_logprobs
+from rlexp.models.tiny import build_tiny_llama
+from rlexp.models.tokenizer import build_char_tokenizer
+from rlexp.models.value import ValueModel
+from rlexp.rollout.batch import RolloutBatch, last_token_rewards
+from rlexp.rollout.collect import compute_advantages, rollout_stats
+from rlexp.runtime.checkpoint import load_trainer_state
+from rlexp.runtime.distributed import (
     all_gather_objects,
     all_reduce_gradients,
     all_reduce_scalar,
@@ -32,17 +40,11 @@ from rlexp.distributed import (
     reduce_dict,
     world_size,
 )
-from rlexp.experience import RolloutBatch, compute_advantages, last_token_rewards, rollout_stats
-from rlexp.logprobs import completion_logprobs
-from rlexp.models.tiny import build_tiny_llama
-from rlexp.models.tokenizer import build_char_tokenizer
-from rlexp.models.value import ValueModel
-from rlexp.tasks import build_task
-from rlexp.tracking import NullLogger, read_jsonl
-from rlexp.trainer import RLTrainer
-from rlexp.update import critic_update, policy_update
-from rlexp.validation import ConfigError, _validate_world
-from tests.conftest import TINY, compose_cfg
+from rlexp.runtime.errors import ConfigError
+from rlexp.runtime.tracking import NullLogger
+from rlexp.trainers.rl import RLTrainer
+from rlexp.trainers.update import critic_update, policy_update
+from tests.conftest import TINY, compose_cfg, read_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
 B, T, GROUP = 8, 7, 2  # 4 groups of 2: each of 2 ranks gets 2 whole groups

@@ -11,17 +11,17 @@ import pytest
 import torch
 from tokenizers import processors
 
-from rlexp.dpo import DPOUpdate, collate_pairs, reference_logps, sampled_pairs
-from rlexp.losses import dpo_loss
+from rlexp.algos.preference import dpo_loss
+from rlexp.config.validate import validate
+from rlexp.data.pairs import Pair, PairsFileError, encode_pair, load_pairs, pairs_from_samples
+from rlexp.data.tasks import build_task
+from rlexp.data.tasks.arithmetic import ArithmeticTask
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
-from rlexp.pairs import Pair, PairsFileError, encode_pair, load_pairs, pairs_from_samples
-from rlexp.tasks import build_task
-from rlexp.tasks.arithmetic import ArithmeticTask
-from rlexp.tracking import read_jsonl
+from rlexp.runtime.errors import ConfigError
 from rlexp.train import run
-from rlexp.validation import ConfigError, validate
-from tests.conftest import TINY, compose_cfg
+from rlexp.trainers.dpo import DPOUpdate, collate_pairs, reference_logps, sampled_pairs
+from tests.conftest import TINY, compose_cfg, read_jsonl
 
 # ---------------------------------------------------------------------------- the loss
 

@@ -19,19 +19,19 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-import rlexp.experience
+import rlexp.rollout.collect
 import rlexp.train
-from rlexp.data import encode_prompts, prompt_token_ids
-from rlexp.logprobs import completion_logprobs
+from rlexp.config.validate import validate
+from rlexp.data.prompts import encode_prompts, prompt_token_ids
 from rlexp.models.load import load_policy, resolve_dtype
+from rlexp.models.logprobs import completion_logprobs
 from rlexp.models.reference import AdapterDisabledReference
 from rlexp.models.tokenizer import build_char_tokenizer
-from rlexp.rollout import sample, select_backend
-from rlexp.tracking import read_jsonl
+from rlexp.rollout.sampler import sample, select_backend
+from rlexp.runtime.errors import ConfigError
 from rlexp.train import run
-from rlexp.trainer import RLTrainer
-from rlexp.validation import ConfigError, validate
-from tests.conftest import TINY, compose_cfg
+from rlexp.trainers.rl import RLTrainer
+from tests.conftest import TINY, compose_cfg, read_jsonl
 
 CPU = torch.device("cpu")
 HF_SMOKE = [o for o in TINY if not o.startswith("model.")]  # the tiny model's sizes don't apply
@@ -201,7 +201,7 @@ def test_chat_template_run_samples_from_rendered_prompts(tmp_path, models, monke
         seen.append(ids)
         return ids, mask
 
-    monkeypatch.setattr(rlexp.experience, "encode_prompts", spy)
+    monkeypatch.setattr(rlexp.rollout.collect, "encode_prompts", spy)
     out = tmp_path / "run"
     _run(out, models["qwen2_chat"], *GRPO, "model.chat_template=true", "steps=1")
     space_id = build_char_tokenizer().convert_tokens_to_ids(" ")

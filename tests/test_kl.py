@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlexp.kl import kl_estimate
+from rlexp.algos.kl import kl_estimate
 
 
 def test_hand_values():

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlexp.losses import (
+from rlexp.algos.losses import (
     AGG_MODES,
     POLICY_LOSSES,
     aggregate,

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from rlexp.base_model import init_model, sft_key
-from rlexp.errors import ConfigError, DataError
-from rlexp.models.tokenizer import TEXT_ALPHABET, build_char_tokenizer
-from rlexp.rewards import REWARDS
-from rlexp.tasks import build_task
-from rlexp.tracking import read_jsonl
+from rlexp.config.validate import validate
+from rlexp.data.tasks import build_task
+from rlexp.data.tasks.base import TEXT_ALPHABET
+from rlexp.models.build import init_model
+from rlexp.models.tokenizer import build_char_tokenizer
+from rlexp.rollout.rewards import REWARDS
+from rlexp.runtime.errors import ConfigError, DataError
 from rlexp.train import main_guard, run
-from rlexp.validation import validate
-from tests.conftest import TINY, compose_cfg
+from rlexp.trainers.sft_base import sft_key
+from tests.conftest import TINY, compose_cfg, read_jsonl
 
 DATA = Path(__file__).parent / "data"
 GSM8K = dict(train_file=str(DATA / "gsm8k_train.jsonl"), test_file=str(DATA / "gsm8k_test.jsonl"))

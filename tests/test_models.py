@@ -4,8 +4,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from rlexp.data.tasks.base import DEFAULT_ALPHABET
 from rlexp.models.tiny import build_tiny_llama, default_intermediate_size
-from rlexp.models.tokenizer import DEFAULT_ALPHABET, build_char_tokenizer
+from rlexp.models.tokenizer import build_char_tokenizer
 
 TEXT = "47+18=65,65+93=158####-158\n 3*2"
 

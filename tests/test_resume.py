@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-import rlexp.trainer
+import rlexp.trainers.rl
 from benchmarks.resume_demo import (
     SHOWN,
     kill_after_checkpoint,
@@ -21,7 +21,12 @@ from benchmarks.resume_demo import (
     side_by_side,
     step_rows,
 )
-from rlexp.checkpoint import (
+from rlexp.data.prompts import PromptStream
+from rlexp.data.tasks import build_task
+from rlexp.models.tiny import build_tiny_llama
+from rlexp.models.tokenizer import build_char_tokenizer
+from rlexp.rollout.collect import GenerationChunk, collect
+from rlexp.runtime.checkpoint import (
     latest_checkpoint,
     load_trainer_state,
     remove_partial,
@@ -29,14 +34,9 @@ from rlexp.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from rlexp.data import PromptStream
-from rlexp.experience import GenerationChunk, collect
-from rlexp.models.tiny import build_tiny_llama
-from rlexp.models.tokenizer import build_char_tokenizer
-from rlexp.tasks import build_task
-from rlexp.tracking import read_jsonl, truncate_jsonl
+from rlexp.runtime.tracking import truncate_jsonl
 from rlexp.train import run
-from tests.conftest import TINY, compose_cfg
+from tests.conftest import TINY, compose_cfg, read_jsonl
 from tests.wandb_offline import read_offline_runs
 
 # The smoke-size SFT base never answers right, so exact match alone gives no gradient: DAPO's
@@ -215,7 +215,11 @@ def test_nan_gradient_stops_the_run_and_keeps_the_last_good_checkpoint(
 ) -> None:
     """A NaN gradient at train/step 3: the error names the tensor and the step, no row or
     checkpoint of step 3 is written, run_info.json and W&B say failed."""
-    real_clip, real_update, step = torch.nn.utils.clip_grad_norm_, rlexp.trainer.policy_update, []
+    real_clip, real_update, step = (
+        torch.nn.utils.clip_grad_norm_,
+        rlexp.trainers.rl.policy_update,
+        [],
+    )
 
     def update(*args, **kw):
         step.append(1)
@@ -227,7 +231,7 @@ def test_nan_gradient_stops_the_run_and_keeps_the_last_good_checkpoint(
             params[0].grad.fill_(float("nan"))
         return real_clip(params, max_norm)
 
-    monkeypatch.setattr(rlexp.trainer, "policy_update", update)
+    monkeypatch.setattr(rlexp.trainers.rl, "policy_update", update)
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip)
     out = tmp_path / "run"
     with pytest.raises(FloatingPointError) as err:
@@ -258,14 +262,14 @@ def _last_wandb_run(run_dir: Path, wait_s: float = 20.0) -> dict:
 def test_nan_advantages_or_reward_are_named_with_their_step(
     tmp_path: Path, shared_cache: Path, monkeypatch, what: str
 ) -> None:
-    real = rlexp.trainer.compute_advantages
+    real = rlexp.trainers.rl.compute_advantages
 
     def nan_at_step_1(batch, *args):
         real(batch, *args)
         if batch.group_ids.min() >= 4:  # the second step's groups
             batch.advantages[0, 0] = float("nan")
 
-    monkeypatch.setattr(rlexp.trainer, "compute_advantages", nan_at_step_1)
+    monkeypatch.setattr(rlexp.trainers.rl, "compute_advantages", nan_at_step_1)
     bad = ["reward.components.exact_match=nan"] if what == "reward" else []
     out = tmp_path / "run"
     with pytest.raises(FloatingPointError) as err:
@@ -305,7 +309,7 @@ def test_generation_oom_halves_the_chunk_and_retries(monkeypatch) -> None:
     """OOM above 2 rows per sampling call: 8 → 4 → 2, logged and warned; the batch is whole and
     equals sampling in chunks of 2 from the start (not the one-call batch: chunks draw the random
     numbers in another order). At one row the error says what to do."""
-    import rlexp.experience as experience
+    import rlexp.rollout.collect as experience
 
     task, tok, model = _tiny_parts()
     real_sample = experience.sample

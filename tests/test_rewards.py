@@ -2,8 +2,8 @@
 
 import pytest
 
-from rlexp.rewards import REWARDS, is_correct, make_reward, score_components
-from rlexp.tasks import Problem, build_task
+from rlexp.data.tasks import Problem, build_task
+from rlexp.rollout.rewards import REWARDS, is_correct, make_reward, score_components
 
 
 @pytest.fixture(scope="module")

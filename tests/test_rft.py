@@ -7,12 +7,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from rlexp.config.validate import validate
+from rlexp.data.tasks import build_task
 from rlexp.models.tokenizer import build_char_tokenizer
-from rlexp.offline import SampleGroup, training_prompts, warmup_adamw
-from rlexp.rft import keep_correct
-from rlexp.sft import encode_examples
-from rlexp.tasks import build_task
-from rlexp.validation import ConfigError, validate
+from rlexp.runtime.errors import ConfigError
+from rlexp.trainers.offline import SampleGroup, training_prompts, warmup_adamw
+from rlexp.trainers.rft import keep_correct
+from rlexp.trainers.sft import encode_examples
 from tests.conftest import compose_cfg
 
 

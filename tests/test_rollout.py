@@ -15,8 +15,9 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from rlexp.logprobs import build_attention_inputs, completion_logprobs, token_logprobs
-from rlexp.rollout import BACKEND_ENV, fast_path_supported, next_tokens, sample, select_backend
+from rlexp.models.logprobs import build_attention_inputs, completion_logprobs, token_logprobs
+from rlexp.rollout.decoders import fast_path_supported
+from rlexp.rollout.sampler import BACKEND_ENV, next_tokens, sample, select_backend
 
 VOCAB, PAD, NEVER_EOS, MAX_NEW = 32, 0, 99, 12
 COMMON = dict(vocab_size=VOCAB, pad_token_id=PAD, eos_token_id=1, bos_token_id=2)

@@ -19,7 +19,9 @@ from omegaconf import OmegaConf
 from wandb.proto import wandb_internal_pb2 as pb
 
 from rlexp.config import register_configs
-from rlexp.multirun import (
+from rlexp.config.sweeps import SWEEPS_DIR, exact_div, sweep_names
+from rlexp.config.validate import validate
+from rlexp.runtime.multirun import (
     THREAD_ENV,
     apply_threads,
     cpu_count,
@@ -27,9 +29,7 @@ from rlexp.multirun import (
     launcher_threads,
     summarize_sweep,
 )
-from rlexp.sweeps import SWEEPS_DIR, exact_div, sweep_grid, sweep_names
-from rlexp.validation import validate
-from tests.conftest import CONF_DIR, TINY
+from tests.conftest import CONF_DIR, TINY, sweep_grid
 from tests.wandb_offline import _payloads, read_offline_run
 
 RLEXP_TRAIN = Path(sys.executable).parent / "rlexp-train"

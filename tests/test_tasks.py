@@ -2,7 +2,7 @@
 
 import pytest
 
-from rlexp.tasks import TASKS, Problem, build_task
+from rlexp.data.tasks import TASKS, Problem, build_task
 
 SMALL = dict(n_train=300, n_test=50)
 
@@ -123,7 +123,7 @@ def test_bad_params_fail_clearly(params):
 def test_add_with_slips_drops_carries_only():
     import random
 
-    from rlexp.tasks.arithmetic import add_with_slips
+    from rlexp.data.tasks.arithmetic import add_with_slips
 
     rng = random.Random(0)
     assert add_with_slips(58, 67, 0.0, rng) == 125
@@ -166,7 +166,7 @@ def test_demonstration_nll_matches_the_generated_slips():
 
 def test_heldout_loss_floor_is_nll_per_target_token():
     from rlexp.models.tokenizer import build_char_tokenizer
-    from rlexp.sft import encode_examples, heldout_loss_floor
+    from rlexp.trainers.sft import encode_examples, heldout_loss_floor
 
     task = build_task("arithmetic", n_train=100, n_test=20, carry_slip=0.2)
     tok = build_char_tokenizer()

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rlexp.tracking import read_jsonl
 from rlexp.train import run
-from tests.conftest import TINY, compose_cfg
+from tests.conftest import TINY, compose_cfg, read_jsonl
 from tests.wandb_offline import read_offline_run
 
 REQUIRED = [

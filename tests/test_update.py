@@ -8,17 +8,18 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlexp.config import AlgorithmConfig, CriticConfig, KLConfig
-from rlexp.data import left_pad
-from rlexp.evaluation import evaluate
-from rlexp.experience import RolloutBatch, compute_advantages, last_token_rewards
-from rlexp.logprobs import completion_logprobs
-from rlexp.losses import POLICY_LOSSES
+from rlexp.algos.losses import POLICY_LOSSES
+from rlexp.config.schema import AlgorithmConfig, CriticConfig, KLConfig
+from rlexp.data.prompts import left_pad
+from rlexp.data.tasks import build_task
+from rlexp.evaluation.heldout import evaluate
+from rlexp.models.logprobs import completion_logprobs
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
 from rlexp.models.value import ValueModel
-from rlexp.tasks import build_task
-from rlexp.update import critic_update, policy_update
+from rlexp.rollout.batch import RolloutBatch, last_token_rewards
+from rlexp.rollout.collect import compute_advantages
+from rlexp.trainers.update import critic_update, policy_update
 
 B, T = 8, 6
 

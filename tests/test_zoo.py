@@ -8,18 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlexp.experience import (
-    RolloutBatch,
-    add_overlong_penalty,
-    concat_batches,
-    informative_groups,
-    last_token_rewards,
-)
-from rlexp.rewards import overlong_penalty
-from rlexp.tasks.arithmetic import ArithmeticTask
-from rlexp.tracking import read_jsonl
+from rlexp.algos.shaping import overlong_penalty
+from rlexp.data.tasks.arithmetic import ArithmeticTask
+from rlexp.rollout.batch import RolloutBatch, concat_batches, last_token_rewards
+from rlexp.rollout.filters import add_overlong_penalty, informative_groups
 from rlexp.train import run
-from tests.conftest import CONF_DIR, TINY, compose_cfg
+from tests.conftest import CONF_DIR, TINY, compose_cfg, read_jsonl
 
 ALGORITHMS = sorted(
     p.stem for p in Path(CONF_DIR, "algorithm").glob("*.yaml") if p.stem not in {"sft"}

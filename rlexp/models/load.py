@@ -9,7 +9,7 @@ import torch
 from peft import PeftConfig, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
-from rlexp.validation import ConfigError
+from rlexp.runtime.errors import ConfigError
 
 ADAPTER_CONFIG = "adapter_config.json"  # what peft's save_pretrained writes instead of config.json
 GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
@@ -71,7 +71,7 @@ def _load_adapter(path: Path, dtype: torch.dtype) -> PeftModel:
 def set_chat_template(tokenizer, setting: str | bool, path: Path | str = "") -> None:
     """Apply ``model.chat_template``: ``auto`` keeps the tokenizer's template (if any), ``false``
     drops it, ``true`` requires it. Prompts are rendered with the template exactly when the
-    tokenizer has one (rlexp.data.prompt_token_ids); a checkpoint's tokenizer keeps the choice."""
+    tokenizer has one (rlexp.data.prompts.prompt_token_ids); a checkpoint's tokenizer keeps the choice."""
     setting = str(setting).lower()
     if setting == "false":
         tokenizer.chat_template = None

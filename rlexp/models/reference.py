@@ -9,7 +9,7 @@ from peft import PeftModel
 from torch import nn
 
 from rlexp.models.load import load_policy
-from rlexp.validation import ConfigError
+from rlexp.runtime.errors import ConfigError
 
 
 class AdapterDisabledReference:
@@ -52,7 +52,7 @@ def build_reference(
     elif base is not None:
         ref = load_policy(base, device, dtype)[0]
     else:  # a fresh tiny model: rebuilt from its seed, so also right after a resume
-        from rlexp.base_model import init_model  # the run's start model (no import cycle)
+        from rlexp.models.build import init_model
 
         ref = init_model(cfg, device, dtype)[0]
     return ref.eval().requires_grad_(False)

@@ -8,10 +8,10 @@ Characters outside the alphabet map to ``<unk>`` (dropped by ``decode(skip_speci
 
 from __future__ import annotations
 
-import string
-
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
+
+from rlexp.data.tasks.base import DEFAULT_ALPHABET
 
 SPECIAL_TOKENS = {
     "pad_token": "<pad>",
@@ -19,12 +19,6 @@ SPECIAL_TOKENS = {
     "eos_token": "<eos>",
     "unk_token": "<unk>",
 }
-DEFAULT_ALPHABET = "0123456789+-*=,# \n"
-# Free text (GSM8K, MATH): the default's characters first, then the rest of printable ASCII
-# (letters, punctuation, $ \\ { } ..., tab); anything else (é, π) is <unk>.
-TEXT_ALPHABET = DEFAULT_ALPHABET + "".join(
-    c for c in string.printable if c not in DEFAULT_ALPHABET and c not in "\r\x0b\x0c"
-)
 
 
 def build_char_tokenizer(

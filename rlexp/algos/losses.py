@@ -1,0 +1,259 @@
+"""Policy, preference (DPO/IPO) and value losses, and their aggregation over tokens
+(theory.md §1–3, §5).
+
+Per-token tensors are ``[B, T]``; ``mask`` (bool or float) is 1 on real completion tokens. Padding
+never reaches a loss, a gradient or a statistic: padded entries are replaced by 0 before use, so
+even ``inf``/``nan`` there is harmless. Sequences with no real token are left out of every mean.
+
+Gradient accumulation: a minibatch split into micro-batches gives exactly the full-batch gradient
+when every micro-batch passes ``global_denominator=aggregation_denominator(full_mask, agg)`` and
+the micro-batch losses are summed (not averaged).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from rlexp.runtime.registry import Registry
+
+AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+LOG_RATIO_CLAMP = 20.0  # |log ρ| beyond 20 is a broken rollout, not a ratio; keeps exp finite
+
+
+def _real(mask: Tensor) -> Tensor:
+    return mask if mask.dtype == torch.bool else mask > 0
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in AGG_MODES:
+        raise ValueError(
+            f"unknown loss aggregation {mode!r}; choose one of: {', '.join(AGG_MODES)}"
+        )
+
+
+def aggregation_denominator(mask: Tensor, mode: str) -> float:
+    """The denominator ``aggregate`` uses for this mask: real tokens (token-mean) or non-empty
+    sequences (seq-mean-*). Compute it on the FULL minibatch, pass it to every micro-batch."""
+    _check_mode(mode)
+    real = _real(mask)
+    count = real.sum() if mode == "token-mean" else real.any(dim=1).sum()
+    return float(count)
+
+
+def aggregate(
+    loss_mat: Tensor,
+    mask: Tensor,
+    mode: str,
+    norm_len: float | None = None,
+    global_denominator: float | None = None,
+) -> Tensor:
+    """Reduce per-token losses ``[B, T]`` to a scalar (theory.md §3, "Loss aggregation").
+
+    - token-mean: Σ_{b,t} mℓ / Σ_{b,t} m (DAPO)
+    - seq-mean-token-mean: mean_b (Σ_t mℓ / Σ_t m) (GRPO)
+    - seq-mean-token-sum: mean_b Σ_t mℓ
+    - seq-mean-token-sum-norm: mean_b Σ_t mℓ / norm_len, norm_len defaults to the padded T (Dr.GRPO);
+      pass it explicitly when micro-batches are padded to different lengths.
+    Sequence means skip sequences with no real token. ``global_denominator`` replaces the local
+    denominator (token count, or number of non-empty sequences) so micro-batch losses sum to the
+    full-batch loss; see ``aggregation_denominator``. No real token at all gives 0 (with a graph).
+    """
+    _check_mode(mode)
+    real = _real(mask)
+    masked = torch.where(real, loss_mat, 0)
+    if mode == "token-mean":
+        num = masked.sum()
+        den = real.sum().clamp(min=1) if global_denominator is None else global_denominator
+        return num / den
+    seq_sum = masked.sum(dim=1)
+    n_tok = real.sum(dim=1)
+    if mode == "seq-mean-token-mean":
+        per_seq = seq_sum / n_tok.clamp(min=1)
+    elif mode == "seq-mean-token-sum":
+        per_seq = seq_sum
+    else:
+        per_seq = seq_sum / (loss_mat.shape[1] if norm_len is None else norm_len)
+    nonempty = n_tok > 0
+    num = torch.where(nonempty, per_seq, 0).sum()
+    den = nonempty.sum().clamp(min=1) if global_denominator is None else global_denominator
+    return num / den
+
+
+def _token_mean(x: Tensor, real: Tensor) -> Tensor:
+    """Detached mean of ``x`` over real tokens (0 when there is none)."""
+    return (torch.where(real, x, 0).sum() / real.sum().clamp(min=1)).detach()
+
+
+def _ratio_stats(ratio: Tensor, log_ratio: Tensor, real: Tensor) -> dict[str, Tensor]:
+    """approx_kl = mean of (ρ − 1) − log ρ, the k3 estimate of KL(π_old‖π_θ) on π_old's samples."""
+    big = torch.where(real, ratio, float("-inf")).max() if real.any() else ratio.new_zeros(())
+    return {
+        "approx_kl": _token_mean(ratio - 1 - log_ratio, real),
+        "ratio_mean": _token_mean(ratio, real),
+        "ratio_max": big.detach(),
+    }
+
+
+def ppo_policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    clip_low: float = 0.2,
+    clip_high: float = 0.2,
+    dual_clip: float | None = None,
+    agg: str = "token-mean",
+    norm_len: float | None = None,
+    global_denominator: float | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """PPO clipped surrogate (Schulman et al. 2017; theory.md §1), to minimise. Inputs ``[B, T]``.
+
+    ρ = exp(logp − old_logp), log ρ clamped to ±20; ℓ = −min(ρA, clip(ρ, 1−clip_low, 1+clip_high)A)
+    (asymmetric clip: DAPO, Yu et al. 2025). ``dual_clip=c > 1`` (Ye et al. 2020) bounds ℓ by −c·A
+    where A < 0. Aggregated by ``aggregate(…, agg, norm_len, global_denominator)``; differentiable
+    in ``logp`` only. Stats are detached 0-d tensors over real tokens: clip_frac (either clip
+    active), clip_frac_low (A < 0, ρ < 1−clip_low), clip_frac_high (A > 0, ρ > 1+clip_high),
+    dual_clip_frac, approx_kl (mean (ρ − 1) − log ρ, k3 for KL(π_old‖π_θ)), ratio_mean, ratio_max.
+    """
+    if dual_clip is not None and dual_clip <= 1.0:
+        raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
+    real = _real(mask)
+    log_ratio = torch.where(real, logp - old_logp.detach(), 0).clamp(
+        -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP
+    )
+    ratio = torch.exp(log_ratio)
+    adv = torch.where(real, advantages.detach(), 0)
+    clipped_high = real & (adv > 0) & (ratio > 1 + clip_high)
+    clipped_low = real & (adv < 0) & (ratio < 1 - clip_low)
+    clipped = clipped_high | clipped_low
+    # where the clip is active the clipped term is a constant: no gradient, as in min(…)
+    clipped_ratio = ratio.clamp(1 - clip_low, 1 + clip_high).detach()
+    loss_mat = -torch.where(clipped, clipped_ratio, ratio) * adv
+    dual = torch.zeros_like(real)
+    if dual_clip is not None:
+        dual = real & (adv < 0) & (loss_mat > -dual_clip * adv)
+        loss_mat = torch.where(dual, -dual_clip * adv, loss_mat)
+    loss = aggregate(loss_mat, real, agg, norm_len, global_denominator)
+    stats = {
+        "clip_frac": _token_mean(clipped.to(ratio.dtype), real),
+        "clip_frac_low": _token_mean(clipped_low.to(ratio.dtype), real),
+        "clip_frac_high": _token_mean(clipped_high.to(ratio.dtype), real),
+        "dual_clip_frac": _token_mean(dual.to(ratio.dtype), real),
+        **_ratio_stats(ratio, log_ratio, real),
+    }
+    return loss, stats
+
+
+def gspo_policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    clip_low: float = 3e-4,
+    clip_high: float = 4e-4,
+    dual_clip: float | None = None,
+    agg: str = "seq-mean-token-mean",
+    norm_len: float | None = None,
+    global_denominator: float | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """GSPO (Zheng et al. 2025; theory.md §3): PPO clip on the sequence ratio. Inputs ``[B, T]``.
+
+    s_i = exp(mean_t log ρ_{i,t}); token t uses s_{i,t} = sg[s_i]·π_θ(o_t)/sg[π_θ(o_t)] (value s_i,
+    gradient s_i ∇log π_θ(o_t)), so every token carries the sequence's loss −min(s_i A_i,
+    clip(s_i)A_i), never times |o_i|: with ``agg="seq-mean-token-mean"`` (the default; other modes
+    reweight sequences by length) the gradient is the sequence-level one. ``advantages`` is
+    ``[B, T]`` (constant per sequence) or ``[B]``. ``dual_clip`` bounds the sequence's loss by −c·A
+    where A < 0, as in ``ppo_policy_loss``. Clip fractions count sequences; approx_kl,
+    ratio_mean and ratio_max are over tokens' ρ as in ``ppo_policy_loss``.
+    """
+    if dual_clip is not None and dual_clip <= 1.0:
+        raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
+    real = _real(mask)
+    if advantages.dim() == 1:
+        advantages = advantages[:, None].expand_as(logp)
+    log_ratio = torch.where(real, logp - old_logp.detach(), 0)
+    n_tok = real.sum(dim=1)
+    seq_log_ratio = (log_ratio.sum(dim=1) / n_tok.clamp(min=1)).detach()
+    seq_log_ratio = seq_log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    logp_real = torch.where(real, logp, 0)
+    s_tok = torch.exp(seq_log_ratio[:, None] + logp_real - logp_real.detach())
+    adv = torch.where(real, advantages.detach(), 0)
+    s = seq_log_ratio.exp()
+    clipped_high = real & (adv > 0) & (s[:, None] > 1 + clip_high)
+    clipped_low = real & (adv < 0) & (s[:, None] < 1 - clip_low)
+    clipped = clipped_high | clipped_low
+    clipped_s = s_tok.clamp(1 - clip_low, 1 + clip_high).detach()
+    loss_mat = -torch.where(clipped, clipped_s, s_tok) * adv
+    dual = torch.zeros_like(real)
+    if dual_clip is not None:
+        dual = real & (adv < 0) & (loss_mat > -dual_clip * adv)
+        loss_mat = torch.where(dual, -dual_clip * adv, loss_mat)
+    loss = aggregate(loss_mat, real, agg, norm_len, global_denominator)
+
+    nonempty = n_tok > 0
+
+    def seq_frac(flag: Tensor) -> Tensor:
+        return (flag.any(dim=1).sum() / nonempty.sum().clamp(min=1)).to(logp.dtype).detach()
+
+    tok_log_ratio = log_ratio.detach().clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    stats = {
+        "clip_frac": seq_frac(clipped),
+        "clip_frac_low": seq_frac(clipped_low),
+        "clip_frac_high": seq_frac(clipped_high),
+        "dual_clip_frac": seq_frac(dual),
+        **_ratio_stats(tok_log_ratio.exp(), tok_log_ratio, real),
+    }
+    return loss, stats
+
+
+PolicyLoss = Callable[..., tuple[Tensor, dict[str, Tensor]]]
+POLICY_LOSSES: Registry[PolicyLoss] = Registry("policy loss")
+POLICY_LOSSES.register("ppo_clip")(ppo_policy_loss)
+POLICY_LOSSES.register("gspo")(gspo_policy_loss)
+
+
+def value_loss(
+    values: Tensor,
+    old_values: Tensor,
+    returns: Tensor,
+    mask: Tensor,
+    clip_range: float | None = None,
+    agg: str = "token-mean",
+    norm_len: float | None = None,
+    global_denominator: float | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Critic loss (theory.md §1), inputs ``[B, T]``: ½(V − R)², or with ``clip_range`` c
+    ½·max((V − R)², (clip(V, V_old − c, V_old + c) − R)²) (PPO2's value clipping).
+
+    Stats: vf_clip_frac, the fraction of real tokens where the clipped term is the larger one.
+    """
+    real = _real(mask)
+    v = torch.where(real, values, 0)
+    ret = torch.where(real, returns.detach(), 0)
+    loss_mat = (v - ret).square()
+    vf_clipped = torch.zeros_like(real)
+    if clip_range is not None:
+        old = torch.where(real, old_values.detach(), 0)
+        # clamp (not old + clamp(v − old)) returns v bit-exactly inside the range
+        v_clip = torch.clamp(v, old - clip_range, old + clip_range)
+        loss_clip = (v_clip - ret).square()
+        vf_clipped = real & (loss_clip > loss_mat)
+        loss_mat = torch.where(vf_clipped, loss_clip, loss_mat)
+    loss = aggregate(0.5 * loss_mat, real, agg, norm_len, global_denominator)
+    return loss, {"vf_clip_frac": _token_mean(vf_clipped.to(v.dtype), real)}
+
+
+@torch.no_grad()
+def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> float:
+    """1 − Var(R − V) / Var(R) over real tokens ``[B, T]``; nan when Var(R) is 0 (undefined)."""
+    real = _real(mask)
+    r, v = returns[real].double(), values[real].double()
+    if r.numel() < 2:
+        return float("nan")
+    var_r = r.var()
+    if var_r == 0:
+        return float("nan")
+    return float(1 - (r - v).var() / var_r)

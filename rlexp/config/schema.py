@@ -1,0 +1,332 @@
+"""Typed configuration: one dataclass per config group, registered in Hydra's ConfigStore.
+
+Each YAML option in ``conf/<group>/`` names its schema first in its defaults list, so a typo
+(``advantage.lamb``) or a wrong type (``advantage.lam=abc``) fails at start-up. The schemas hold
+defaults; the YAML files hold the values that make an option what it is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class KLConfig:
+    """KL to the frozen reference (theory.md §4). Estimator and placement are separate settings."""
+
+    coef: float = 0.0  # β; 0 turns the penalty off
+    estimator: str = "k3"  # k1 | k2 | k3
+    placement: str = "none"  # "reward" (r_t -= β·KL_t, PPO style) | "loss" (GRPO style) | "none"
+
+
+@dataclass
+class CriticConfig:
+    """A learned value function V(s_t): the policy's architecture with a scalar head."""
+
+    enabled: bool = False
+    lr: float = 1e-4
+    value_clip: float | None = 0.2  # cliprange_value; null disables value clipping
+    lam: float | None = None  # λ of the value targets; null = the advantage's λ
+
+
+@dataclass
+class OverlongConfig:
+    """DAPO's overlong reward shaping: a length penalty added to the outcome reward."""
+
+    enabled: bool = False
+    max_len: int | None = None  # L_max; null = rollout.max_new_tokens
+    cache_len: int = 8  # L_cache, the soft window before L_max
+
+
+@dataclass
+class DPOConfig:
+    """DPO (theory.md §5): preference pairs from a JSONL file, or built by sampling the start model
+    and pairing a verifier-correct completion with an incorrect one of the same prompt."""
+
+    beta: float = 0.1  # β: scale of the implicit reward β·log(π_θ/π_ref), > 0
+    kind: str = "sigmoid"  # sigmoid (DPO) | ipo; see rlexp.algos.losses.dpo_loss
+    pairs_file: str | None = None  # JSONL of {"prompt", "chosen", "rejected"}; null: sample
+    k: int = 8  # completions sampled per training prompt to build pairs (>= 2)
+    n_prompts: int = 1024  # training prompts sampled to build pairs
+    pairs_per_prompt: int = 1  # at most this many (correct, incorrect) pairs from one prompt
+    batch_size: int = 32  # pairs per optimizer step
+    warmup_steps: int = 0  # linear warm-up of algorithm.lr over the first steps
+
+
+@dataclass
+class RFTConfig:
+    """Rejection-sampling fine-tuning (theory.md §5): SFT on the start model's own correct samples."""
+
+    k: int = 8  # completions sampled per training prompt
+    n_prompts: int = 1024  # training prompts sampled
+    batch_size: int = 64  # kept completions per optimizer step
+    warmup_steps: int = 0  # linear warm-up of algorithm.lr over the first steps
+
+
+@dataclass
+class AlgorithmConfig:
+    """How one rollout batch turns into parameter updates."""
+
+    name: str = MISSING
+    trainer: str = "rl"  # "rl" (online RL loop) | "sft" (SFT only) | "dpo" | "rft" (offline)
+    policy_loss: str = "ppo_clip"  # registry name in rlexp.algos.losses.POLICY_LOSSES
+    clip_low: float = 0.2  # ε_low: ratio floor 1 - ε_low
+    clip_high: float = 0.2  # ε_high: ratio ceiling 1 + ε_high
+    dual_clip: float | None = None  # c > 1 bounds the loss of A < 0 tokens by -c·A
+    loss_agg: str = "token-mean"  # see rlexp.algos.losses.aggregate
+    norm_len: int | None = None  # constant divisor for seq-mean-token-sum-norm
+    group_size: int = 1  # samples per prompt (G)
+    prompts_per_step: int = 32
+    epochs: int = 1  # passes over each rollout batch (μ / PPO epochs)
+    minibatch_size: int | None = None  # samples per optimizer step; null = the whole batch
+    micro_batch_size: int = 128  # samples per forward/backward (gradient accumulation)
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    entropy_coef: float = 0.0
+    vf_coef: float = 1.0
+    dynamic_sampling: bool = False  # drop groups whose samples are all right or all wrong
+    max_sampling_rounds: int = 4  # cap on draws per step when dynamic sampling refills the batch
+    overlong: OverlongConfig = field(default_factory=OverlongConfig)
+    kl: KLConfig = field(default_factory=KLConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    dpo: DPOConfig = field(default_factory=DPOConfig)  # trainer=dpo only
+    rft: RFTConfig = field(default_factory=RFTConfig)  # trainer=rft only
+
+
+@dataclass
+class GAEConfig:
+    name: str = "gae"
+    gamma: float = 1.0
+    lam: float = 0.95
+
+
+@dataclass
+class GroupRelativeConfig:
+    name: str = "group_relative"
+    normalize_std: bool = True
+    eps: float = 1e-6
+
+
+@dataclass
+class LeaveOneOutConfig:
+    name: str = "leave_one_out"
+
+
+@dataclass
+class BatchNormalizedConfig:
+    name: str = "batch_normalized"
+    gamma: float = 1.0
+
+
+@dataclass
+class OutcomeConfig:
+    name: str = "outcome"
+
+
+@dataclass
+class TinyModelConfig:
+    """The embedded Llama-style model, built from a config and pre-trained by SFT on the task."""
+
+    name: str = "tiny"
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int | None = None
+    max_position_embeddings: int = 256
+    init_seed: int = 0
+    sft_first: bool = True  # start RL from the cached SFT checkpoint (trained on demand)
+
+
+@dataclass
+class LoRAConfig:
+    """LoRA adapters on the policy (peft); the base weights stay frozen, the KL reference is the
+    same model with its adapter switched off. ``r: 0`` turns LoRA off (full fine-tuning)."""
+
+    r: int = 0  # adapter rank; 0 = no LoRA
+    alpha: float | None = None  # scale alpha / r of the update; null = 2·r
+    dropout: float = 0.0  # on the adapter's input; > 0 makes the first PPO ratio differ from 1
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])  # or module names
+
+
+@dataclass
+class HFModelConfig:
+    """Any local causal LM saved with ``save_pretrained`` (a hub checkpoint on disk, or ours)."""
+
+    name: str = "hf"
+    path: str = MISSING
+    dtype: str = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    sft_first: bool = False
+    # Prompts as one user turn of the tokenizer's chat template (add_generation_prompt=True):
+    # auto = when the tokenizer has one, true = required, false = raw prompt text.
+    chat_template: str = "auto"
+    ref_path: str | None = None  # KL reference from this checkpoint; null = the start model
+    lora: LoRAConfig = field(default_factory=LoRAConfig)
+
+
+@dataclass
+class RewardConfig:
+    """A weighted sum of registered rewards (rlexp.rollout.rewards.REWARDS)."""
+
+    name: str = MISSING
+    components: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class ArithmeticTaskConfig:
+    name: str = "arithmetic"
+    n_terms: int = 3
+    digits: int = 2
+    ops: str = "+"
+    n_train: int = 20000
+    n_test: int = 500
+    seed: int = 1234
+    carry_slip: float = 0.0  # P(a training solution forgets a carry); test solutions are clean
+
+
+@dataclass
+class JsonlTaskConfig:
+    """Math problems from local JSONL files (rlexp.data.tasks.jsonl); defaults are GSM8K's."""
+
+    name: str = "gsm8k"
+    train_file: str = MISSING  # one JSON object per line
+    test_file: str = MISSING
+    question_key: str = "question"
+    answer_key: str = "answer"  # the worked solution: the SFT target, holding the final answer
+    prompt_template: str = "Question: {question}\nAnswer:\n"  # {question} is replaced
+    answer_format: str = "hash_number"  # hash_number (#### 72) | boxed (last \boxed{...})
+    n_train: int | None = None  # the first n problems of train_file; null: all
+    n_test: int | None = None
+
+
+@dataclass
+class LoggerConfig:
+    name: str = "wandb"  # wandb | none (metrics.jsonl is always written)
+    project: str = "rlexp"
+    mode: str = "offline"  # offline | online | disabled; WANDB_MODE in the environment wins
+    group: str | None = None  # default: the multirun sweep directory
+    run_name: str | None = None  # default: the Hydra overrides
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RolloutConfig:
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 48
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation: its own sampling settings, scored by the task's verifier."""
+
+    n_problems: int = 200
+    n_samples: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    greedy: bool = True  # also report greedy accuracy
+    batch_size: int = 512
+    max_new_tokens: int | None = None  # null: rollout.max_new_tokens
+
+
+@dataclass
+class SFTConfig:
+    """The supervised stage that produces the RL base ("Instruct") model."""
+
+    steps: int = 1000
+    batch_size: int = 128
+    lr: float = 3e-3
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0
+    eval_every: int = 100
+    seed: int = 0  # the base model's own seed: RL seeds share one base
+
+
+@dataclass
+class StudyConfig:
+    """``rlexp-study``: SFT → RL (per seed) → evaluation of both with n samples → analysis."""
+
+    seeds: list[int] = field(default_factory=lambda: [0])
+    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    n_samples: int = 64
+    n_problems: int = 500
+    temperature: float = 1.0
+    top_p: float = 1.0
+    batch_size: int = 1024
+
+
+@dataclass
+class RootConfig:
+    algorithm: AlgorithmConfig = MISSING
+    advantage: Any = MISSING
+    model: Any = MISSING
+    reward: RewardConfig = MISSING
+    task: Any = MISSING
+    logger: LoggerConfig = MISSING
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
+    seed: int = 0
+    steps: int = 100
+    eval_every: int = 25
+    save_every: int = 50
+    output_dir: str = MISSING
+    cache_dir: str = ".cache/rlexp"
+    resume: bool = False
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch threads; 0 = auto: cores // n_jobs under joblib, else torch's
+
+
+@dataclass
+class EvalJobConfig:
+    """``rlexp-eval``: n samples per held-out problem from one checkpoint, scored by the verifier."""
+
+    task: Any = MISSING
+    checkpoint: str = MISSING  # a save_pretrained folder (run_dir/checkpoints/step_N/policy, ...)
+    label: str = "model"  # the model's name in tables and figures (e.g. SFT, RL)
+    seed: int = 0
+    split: str = "test"  # test | train
+    n_problems: int | None = 500  # null: the whole split
+    n_samples: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    greedy: bool = False  # one greedy completion per problem instead of n samples
+    max_new_tokens: int = 48
+    batch_size: int = 1024  # completions per sampling call
+    chunk_problems: int = 50  # problems per written part; a restart resumes at the next part
+    output_dir: str = MISSING
+    device: str = "auto"
+    dtype: str = "auto"
+
+
+def register_schemas() -> None:
+    """Register every schema; YAML options refer to them by these names."""
+    cs = ConfigStore.instance()
+    cs.store(name="root_schema", node=RootConfig)
+    cs.store(name="eval_job_schema", node=EvalJobConfig)
+    cs.store(group="algorithm", name="algorithm_schema", node=AlgorithmConfig)
+    cs.store(group="advantage", name="gae_schema", node=GAEConfig)
+    cs.store(group="advantage", name="group_relative_schema", node=GroupRelativeConfig)
+    cs.store(group="advantage", name="leave_one_out_schema", node=LeaveOneOutConfig)
+    cs.store(group="advantage", name="batch_normalized_schema", node=BatchNormalizedConfig)
+    cs.store(group="advantage", name="outcome_schema", node=OutcomeConfig)
+    cs.store(group="model", name="tiny_schema", node=TinyModelConfig)
+    cs.store(group="model", name="hf_schema", node=HFModelConfig)
+    cs.store(group="reward", name="reward_schema", node=RewardConfig)
+    cs.store(group="task", name="arithmetic_schema", node=ArithmeticTaskConfig)
+    cs.store(group="task", name="gsm8k_schema", node=JsonlTaskConfig)
+    math = JsonlTaskConfig(
+        name="math",
+        question_key="problem",
+        answer_key="solution",
+        prompt_template="Problem: {question}\nSolution:\n",
+        answer_format="boxed",
+    )
+    cs.store(group="task", name="math_schema", node=math)
+    cs.store(group="logger", name="logger_schema", node=LoggerConfig)

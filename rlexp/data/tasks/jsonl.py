@@ -1,0 +1,175 @@
+"""Math problems from local JSONL files: GSM8K (``task=gsm8k``) and MATH (``task=math``).
+
+A file holds one JSON object per line (blank lines are skipped, other fields ignored): the
+question under ``question_key`` and the worked solution under ``answer_key``. The worked
+solution is the SFT target as is; its final answer (``rlexp.data.tasks.answers``) is the gold answer
+the verifier compares a completion's final answer with. The prompt is ``prompt_template`` with
+``{question}`` replaced. ``n_train`` / ``n_test`` keep the first problems of a file.
+
+Every problem is checked when the task is built, before any model is loaded: a bad line raises
+one ``DataError`` naming the file and the line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlexp.data.tasks.answers import ANSWER_FORMATS, AnswerFormat
+from rlexp.data.tasks.base import CHAR_ALPHABETS, TASKS, TEXT_ALPHABET, Problem, Task
+from rlexp.runtime.errors import ConfigError, DataError, json_object
+
+GSM8K_TEMPLATE = "Question: {question}\nAnswer:\n"
+MATH_TEMPLATE = "Problem: {question}\nSolution:\n"
+QUESTION = "{question}"
+
+
+@dataclass(frozen=True)
+class Fields:
+    """How a JSON line becomes a problem."""
+
+    question_key: str
+    answer_key: str
+    prompt_template: str
+    answer_format: AnswerFormat
+
+
+@dataclass
+class JsonlTask(Task):
+    """Free-text solutions; the final answer is found and compared by ``answer_format``."""
+
+    answer_format: AnswerFormat = ANSWER_FORMATS["hash_number"]
+
+    def normalize_answer(self, s: str) -> str:
+        return self.answer_format.normalize(s) or " ".join(s.split())
+
+    def extract_answer(self, completion: str) -> str | None:
+        return self.answer_format.extract(completion)
+
+
+def parse_line(line: str, fields: Fields, where: str) -> tuple[str, str, str]:
+    """(prompt, solution, gold answer) of one JSONL line; DataError prefixed by ``where``."""
+    row = json_object(line, where)
+    values = []
+    for key, name in ((fields.question_key, "question_key"), (fields.answer_key, "answer_key")):
+        if key not in row:
+            raise DataError(f"{where}: missing key {key!r} (task.{name}); keys: {sorted(row)}")
+        if not isinstance(row[key], str) or not row[key].strip():
+            raise DataError(f"{where}: {key!r} must be a non-empty string, got {row[key]!r}")
+        values.append(row[key])
+    question, solution = values
+    fmt = fields.answer_format
+    raw = fmt.locate(solution)
+    if raw is None:
+        raise DataError(f"{where}: no {fmt.marker!r} final answer in {fields.answer_key!r}")
+    answer = fmt.normalize(raw)
+    if answer is None:
+        raise DataError(
+            f"{where}: final answer {raw.strip()[:40]!r} after {fmt.marker!r} is not parsable "
+            f"(answer format {fmt.name})"
+        )
+    return fields.prompt_template.replace(QUESTION, question), solution, answer
+
+
+def load_split(
+    path: str | Path, config_key: str, fields: Fields, limit: int | None, id_prefix: str
+) -> list[Problem]:
+    """The first ``limit`` problems (all when ``None``) of a JSONL file, every one checked."""
+    path = Path(path)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise DataError(f"{config_key}={path}: the file {what}")
+    problems: list[Problem] = []
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            if limit is not None and len(problems) >= limit:
+                break
+            where = f"{path} line {lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataError(f"{where}: not valid UTF-8") from None
+            if not line.strip():
+                continue
+            prompt, solution, answer = parse_line(line, fields, where)
+            problems.append(Problem(f"{id_prefix}/{len(problems)}", prompt, solution, answer))
+    if not problems:
+        raise DataError(f"{config_key}={path}: the file holds no problems (empty)")
+    return problems
+
+
+def make_jsonl_task(
+    name: str,
+    train_file: str,
+    test_file: str,
+    question_key: str,
+    answer_key: str,
+    prompt_template: str,
+    answer_format: str,
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> JsonlTask:
+    """A task of two JSONL files (train and test splits) checked line by line."""
+    if answer_format not in ANSWER_FORMATS:
+        raise ConfigError(
+            f"task.answer_format={answer_format} is unknown; choose: {ANSWER_FORMATS.names()}"
+        )
+    if QUESTION not in prompt_template:
+        raise ConfigError(f"task.prompt_template={prompt_template!r} has no {QUESTION} slot")
+    for key, n in (("n_train", n_train), ("n_test", n_test)):
+        if n is not None and n < 1:
+            raise ConfigError(f"task.{key}={n} must be >= 1 (or null for the whole file)")
+    fmt = ANSWER_FORMATS[answer_format]
+    fields = Fields(question_key, answer_key, prompt_template, fmt)
+    params = dict(
+        train_file=str(train_file),
+        test_file=str(test_file),
+        question_key=question_key,
+        answer_key=answer_key,
+        prompt_template=prompt_template,
+        answer_format=answer_format,
+        n_train=n_train,
+        n_test=n_test,
+    )
+    return JsonlTask(
+        name=name,
+        train=load_split(train_file, "task.train_file", fields, n_train, f"{name}/train"),
+        test=load_split(test_file, "task.test_file", fields, n_test, f"{name}/test"),
+        params=params,
+        marker=fmt.marker,
+        answer_format=fmt,
+    )
+
+
+# The data sets' own field names, prompt and answer format; any of them can be overridden.
+DATASET_DEFAULTS: dict[str, dict[str, str]] = {
+    # GSM8K: {"question": ..., "answer": "<worked steps>\n#### 72"}; numeric answers
+    "gsm8k": dict(
+        question_key="question",
+        answer_key="answer",
+        prompt_template=GSM8K_TEMPLATE,
+        answer_format="hash_number",
+    ),
+    # MATH: {"problem": ..., "solution": "... $\boxed{\frac{1}{2}}$."}; LaTeX answers
+    "math": dict(
+        question_key="problem",
+        answer_key="solution",
+        prompt_template=MATH_TEMPLATE,
+        answer_format="boxed",
+    ),
+}
+
+
+def _dataset_factory(name: str):
+    def factory(train_file: str, test_file: str, **settings) -> JsonlTask:
+        return make_jsonl_task(name, train_file, test_file, **(DATASET_DEFAULTS[name] | settings))
+
+    factory.__doc__ = (
+        f"task={name}: make_jsonl_task with {name}'s defaults ({DATASET_DEFAULTS[name]})."
+    )
+    return factory
+
+
+for _name in DATASET_DEFAULTS:
+    TASKS.register(_name)(_dataset_factory(_name))
+    CHAR_ALPHABETS[_name] = TEXT_ALPHABET  # model=tiny: letters, LaTeX, punctuation

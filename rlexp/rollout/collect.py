@@ -1,0 +1,292 @@
+"""One rollout batch: sample completions, score them, and attach everything the update needs.
+
+Shapes: B = prompts_per_step × group_size samples, P = padded prompt length, T = longest
+completion. Samples of one prompt share a ``group_ids`` entry; groups are always formed by id.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rlexp.algos.advantages import ADVANTAGES, AdvantageInputs, gae
+from rlexp.algos.diagnostics import advantage_diagnostics, mc_advantages
+from rlexp.algos.kl import kl_estimate
+from rlexp.data.prompts import decode_completions, encode_prompts
+from rlexp.data.tasks.base import Problem, Task
+from rlexp.models.logprobs import build_attention_inputs, completion_logprobs
+from rlexp.rollout.batch import RolloutBatch, last_token_rewards, pad_to_width
+from rlexp.rollout.rewards import is_correct, score_components, weighted_sum
+from rlexp.rollout.sampler import Samples, sample
+from rlexp.runtime.distributed import all_reduce_scalar, global_mean_std, reduce_dict
+
+
+def _chunks(n: int, size: int) -> list[slice]:
+    """Row slices of at most ``size``: no-grad passes over a rollout never hold all its logits."""
+    return [slice(i, i + size) for i in range(0, n, size)]
+
+
+@dataclass
+class GenerationChunk:
+    """Rows per sampling call. ``None`` samples the whole batch in one call; an out-of-memory
+    error halves it (and it stays halved for later steps). ``retries`` counts the halvings."""
+
+    size: int | None = None
+    retries: int = 0
+
+
+def sample_in_chunks(
+    policy, prompt_ids: Tensor, prompt_mask: Tensor, chunk: GenerationChunk, generator, **kw
+) -> Samples:
+    """``rollout.sample`` over row chunks of ``chunk.size``; on ``torch.OutOfMemoryError`` the
+    chunk is halved and the whole batch sampled again from the generator's starting state, until
+    a chunk of one row fails too. Chunks draw the random numbers in another order, so a halved
+    chunk gives other (equally distributed) samples than the whole batch would."""
+    n, start = prompt_ids.shape[0], generator.get_state()
+    while True:
+        size = min(chunk.size or n, n)
+        try:
+            parts = [
+                sample(policy, prompt_ids[r], prompt_mask[r], generator=generator, **kw)
+                for r in _chunks(n, size)
+            ]
+            return parts[0] if len(parts) == 1 else _concat_samples(parts, kw["pad_token_id"])
+        except torch.OutOfMemoryError as err:
+            if size <= 1:
+                raise RuntimeError(
+                    "out of memory while sampling even one sequence at a time: lower "
+                    "rollout.max_new_tokens or use a smaller model"
+                ) from err
+            chunk.size, chunk.retries = size // 2, chunk.retries + 1
+            warnings.warn(
+                f"out of memory sampling {size} sequences at once; retrying in chunks of "
+                f"{chunk.size}",
+                stacklevel=2,
+            )
+            del err
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            generator.set_state(start)
+
+
+def _concat_samples(parts: list[Samples], pad_id: int) -> Samples:
+    """One ``Samples`` from row chunks of different completion lengths (right-padded)."""
+    width = max(p.completion_ids.shape[1] for p in parts)
+    return Samples(
+        completion_ids=torch.cat(
+            [pad_to_width(p.completion_ids, width, pad_id, False) for p in parts]
+        ),
+        completion_mask=torch.cat(
+            [pad_to_width(p.completion_mask, width, 0, False) for p in parts]
+        ),
+        logp=torch.cat([pad_to_width(p.logp, width, 0.0, False) for p in parts]),
+        truncated=torch.cat([p.truncated for p in parts]),
+    )
+
+
+@torch.no_grad()
+def critic_values(critic, batch_like) -> Tensor:
+    """V(s_t) for each completion token t: the value at the position that predicts token t."""
+    ids, attn, pos = build_attention_inputs(
+        batch_like.prompt_ids,
+        batch_like.prompt_mask,
+        batch_like.completion_ids,
+        batch_like.completion_mask,
+    )
+    p, t = batch_like.prompt_ids.shape[1], batch_like.completion_ids.shape[1]
+    return critic(ids, attn, pos)[:, p - 1 : p + t - 1].float() * batch_like.completion_mask
+
+
+def score_samples(
+    tokenizer,
+    task: Task,
+    problems: Sequence[Problem],
+    out,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    group_ids: Tensor,
+    reward_weights: dict[str, float],
+) -> tuple[RolloutBatch, dict[str, list[float]]]:
+    """Decode sampled completions (``rollout.Samples``), score them with the weighted reward and
+    the verifier, and pack a RolloutBatch; also returns each reward component's scores."""
+    device = prompt_ids.device
+    mask = out.completion_mask.float()
+    texts = decode_completions(tokenizer, out.completion_ids, out.completion_mask)
+    components = score_components(texts, problems, task, reward_weights)
+    scores = torch.tensor(
+        weighted_sum(components, reward_weights), dtype=torch.float32, device=device
+    )
+    batch = RolloutBatch(
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        completion_ids=out.completion_ids,
+        completion_mask=mask,
+        old_logp=out.logp.float(),
+        group_ids=group_ids.to(device),
+        scores=scores,
+        correct=torch.tensor(is_correct(texts, problems, task), device=device),
+        truncated=out.truncated,
+        token_rewards=last_token_rewards(scores, mask),
+    )
+    return batch, components
+
+
+def collect(
+    policy,
+    tokenizer,
+    task: Task,
+    problems: Sequence[Problem],
+    group_ids: Tensor,
+    *,
+    reward_weights: dict[str, float],
+    rollout_cfg,
+    generator: torch.Generator,
+    ref_model=None,
+    critic=None,
+    chunk_size: int = 128,
+    gen_chunk: GenerationChunk | None = None,
+) -> tuple[RolloutBatch, dict[str, float]]:
+    """Sample one completion per entry of ``problems`` (each prompt repeated group_size times),
+    score it, and compute reference log-probs and values; returns the batch and rollout stats.
+    Sampling runs in chunks of ``gen_chunk`` rows, halved on out-of-memory errors."""
+    device = next(policy.parameters()).device
+    gen_chunk = gen_chunk if gen_chunk is not None else GenerationChunk()
+    retries_before = gen_chunk.retries
+    t0 = time.perf_counter()
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, [p.prompt for p in problems], device)
+    policy.eval()
+    out = sample_in_chunks(
+        policy,
+        prompt_ids,
+        prompt_mask,
+        gen_chunk,
+        generator,
+        max_new_tokens=rollout_cfg.max_new_tokens,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        temperature=rollout_cfg.temperature,
+        top_p=rollout_cfg.top_p,
+    )
+    t_gen = time.perf_counter() - t0
+    batch, components = score_samples(
+        tokenizer, task, problems, out, prompt_ids, prompt_mask, group_ids, reward_weights
+    )
+    mask = batch.completion_mask
+    t1 = time.perf_counter()
+    if ref_model is not None:
+        batch.ref_logp = torch.cat(
+            [
+                completion_logprobs(
+                    ref_model,
+                    prompt_ids[rows],
+                    prompt_mask[rows],
+                    out.completion_ids[rows],
+                    mask[rows],
+                    temperature=rollout_cfg.temperature,
+                ).float()
+                for rows in _chunks(len(batch), chunk_size)
+            ]
+        )
+    if critic is not None:
+        batch.values = torch.cat(
+            [critic_values(critic, batch.select(r)) for r in _chunks(len(batch), chunk_size)]
+        )
+    stats = {f"train/reward_{k}": sum(v) / len(v) for k, v in components.items()}
+    stats |= {
+        "time/generation": t_gen,
+        "time/logprob_passes": time.perf_counter() - t1,
+        "train/tokens_per_s": float(mask.sum()) / max(t_gen, 1e-9),
+        "train/generated_tokens": float(mask.sum()),
+        "train/gen_oom_retries": float(gen_chunk.retries - retries_before),
+    }
+    return batch, stats
+
+
+def add_kl_penalty(batch: RolloutBatch, coef: float, estimator: str) -> None:
+    """PPO-style shaping: r_t ← r_t − β·KL_t on every real token (theory.md §1)."""
+    kl = torch.where(
+        batch.completion_mask > 0, kl_estimate(batch.old_logp, batch.ref_logp, estimator), 0.0
+    )
+    batch.token_rewards = batch.token_rewards - coef * kl
+
+
+def compute_advantages(batch: RolloutBatch, adv_cfg: dict, critic_lam: float | None) -> None:
+    """Fill ``batch.advantages`` and ``batch.returns`` with the configured estimator; with a
+    critic and ``critic_lam`` set, the value targets use their own λ."""
+    name, params = adv_cfg["name"], {k: v for k, v in adv_cfg.items() if k != "name"}
+    inputs = AdvantageInputs(
+        token_rewards=batch.token_rewards,
+        scores=batch.scores,
+        mask=batch.completion_mask,
+        group_ids=batch.group_ids,
+        values=batch.values,
+        mean_std=global_mean_std,  # data parallel: moments of the global batch
+    )
+    batch.advantages, batch.returns = ADVANTAGES.get(name)(inputs, **params)
+    if batch.values is not None and critic_lam is not None:
+        _, batch.returns = gae(
+            batch.token_rewards,
+            batch.values,
+            batch.completion_mask,
+            params.get("gamma", 1.0),
+            critic_lam,
+        )
+
+
+def rollout_stats(batch: RolloutBatch, gamma: float = 1.0) -> dict[str, float]:
+    """Reward, accuracy, zero-variance groups, lengths, advantages of one batch; with a critic
+    also the advantages' variance and agreement with Monte-Carlo advantages (discount ``gamma``).
+    Under data parallelism the statistics are those of the global batch (every rank's shard;
+    the Monte-Carlo agreement is the mean of the ranks' values)."""
+    lengths = batch.completion_mask.sum(1)
+    real = batch.completion_mask > 0
+    adv = batch.advantages[real] if batch.advantages is not None else real.new_zeros(1).float()
+    _, reward_mean, reward_std = global_mean_std(batch.scores)
+    flat_groups, n_groups = _flat_groups(batch)
+    mc = _mc_agreement(batch, gamma)
+    return {
+        "train/reward_mean": float(reward_mean),
+        "train/reward_std": float(reward_std),
+        "train/accuracy": float(global_mean_std(batch.correct.float())[1]),
+        "train/zero_var_group_frac": all_reduce_scalar(flat_groups)
+        / max(all_reduce_scalar(n_groups), 1),
+        "train/response_length_mean": float(global_mean_std(lengths)[1]),
+        "train/response_length_max": all_reduce_scalar(
+            float(lengths.max()) if len(batch) else 0.0, "max"
+        ),
+        "train/truncated_frac": float(global_mean_std(batch.truncated.float())[1]),
+        "adv/mean": float(global_mean_std(adv)[1]),
+        "adv/std": float(global_mean_std(adv)[2]),
+    } | reduce_dict(mc, "mean")
+
+
+def _flat_groups(batch: RolloutBatch) -> tuple[int, int]:
+    """(groups whose scores all agree within 1e-6, groups) of the batch."""
+    if len(batch) == 0:
+        return 0, 0
+    ids = batch.group_ids
+    _, inverse = torch.unique(ids, return_inverse=True)
+    n_groups = int(inverse.max()) + 1
+    lo = torch.full((n_groups,), float("inf"), device=ids.device).scatter_reduce(
+        0, inverse, batch.scores, "amin"
+    )
+    hi = torch.full((n_groups,), float("-inf"), device=ids.device).scatter_reduce(
+        0, inverse, batch.scores, "amax"
+    )
+    return int((hi - lo <= 1e-6).sum()), n_groups
+
+
+def _mc_agreement(batch: RolloutBatch, gamma: float) -> dict[str, float]:
+    """adv/var, adv/mc_var, adv/mc_corr, adv/mc_mse against λ = 1 returns minus V of the same
+    rollouts (rlexp.algos.diagnostics); only with a critic, and an undefined value (NaN) is left out."""
+    if batch.values is None or batch.advantages is None:
+        return {}
+    mask = batch.completion_mask
+    mc = mc_advantages(batch.token_rewards, batch.values, mask, gamma)
+    stats = advantage_diagnostics(batch.advantages, mc, mask)
+    return {f"adv/{k}": float(v) for k, v in stats.items() if torch.isfinite(v)}

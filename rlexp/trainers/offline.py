@@ -1,0 +1,129 @@
+"""What the offline methods (DPO, RFT; theory.md §5) share: k verified samples per training prompt
+from the fixed start model, and the step loop with the same held-out evaluation, logging and final
+checkpoint as an RL run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+from tqdm.auto import tqdm
+
+from rlexp.data.tasks.base import Problem, Task
+from rlexp.evaluation.heldout import generate_texts, heldout_eval
+from rlexp.runtime.checkpoint import WithTokenizer, save_checkpoint
+from rlexp.runtime.tracking import RunLogger
+
+
+@dataclass
+class SampleGroup:
+    """The k completions sampled for one prompt and the verifier's verdict on each."""
+
+    problem: Problem
+    completions: list[str]
+    correct: list[bool]
+
+
+def training_prompts(task: Task, n: int, seed: int) -> list[Problem]:
+    """``min(n, len(task.train))`` distinct training problems in a seeded random order."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(task.train), generator=g)[: min(n, len(task.train))]
+    return [task.train[i] for i in order.tolist()]
+
+
+def sample_groups(
+    model, tokenizer, task: Task, problems: Sequence[Problem], k: int, cfg
+) -> list[SampleGroup]:
+    """``k`` completions per problem at the run's rollout settings (``cfg.rollout``), sampled with
+    a generator seeded by ``cfg.seed`` in batches of ``cfg.eval.batch_size``, then verified."""
+    device = next(model.parameters()).device
+    repeated = [p for p in problems for _ in range(k)]
+    texts, _ = generate_texts(
+        model,
+        tokenizer,
+        [p.prompt for p in repeated],
+        max_new_tokens=cfg.rollout.max_new_tokens,
+        temperature=cfg.rollout.temperature,
+        top_p=cfg.rollout.top_p,
+        batch_size=cfg.eval.batch_size,
+        generator=torch.Generator(device=device).manual_seed(cfg.seed),
+    )
+    return [
+        SampleGroup(
+            p,
+            texts[i * k : (i + 1) * k],
+            [task.is_correct(t, p) for t in texts[i * k : (i + 1) * k]],
+        )
+        for i, p in enumerate(problems)
+    ]
+
+
+def sampling_stats(groups: Sequence[SampleGroup], prefix: str) -> dict[str, float]:
+    """Accuracy of the start model on the sampled training prompts (``<prefix>/sample_accuracy``)."""
+    flat = [ok for g in groups for ok in g.correct]
+    return {
+        f"{prefix}/prompts": float(len(groups)),
+        f"{prefix}/sample_accuracy": sum(flat) / max(len(flat), 1),
+    }
+
+
+def warmup_adamw(policy, algo, warmup_steps: int) -> tuple[torch.optim.Optimizer, LambdaLR]:
+    """AdamW at ``algorithm.lr`` after a linear warm-up over ``warmup_steps`` steps (call the
+    scheduler's ``step`` after each update). A fresh Adam's first steps move nearly every weight
+    by about lr, whatever its gradient; the warm-up spares the converged start model that jolt."""
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=algo.lr, weight_decay=algo.weight_decay)
+    return optimizer, LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(warmup_steps, 1)))
+
+
+def offline_loop(
+    cfg,
+    policy,
+    tokenizer,
+    task: Task,
+    logger: RunLogger,
+    update: Callable[[], dict[str, float]],
+    first_row: dict[str, float],
+) -> dict[str, float]:
+    """``cfg.steps`` calls of ``update`` (one optimizer step each), with the held-out evaluation
+    at step 0, every ``cfg.eval_every`` steps and at the end; one metrics row per step, the first
+    carrying ``first_row`` (data-building stats). Returns the last evaluation."""
+    last_eval: dict[str, float] = {}
+    bar = tqdm(total=cfg.steps, desc=cfg.algorithm.name, dynamic_ncols=True)
+    for step in range(cfg.steps + 1):
+        row: dict[str, float] = {"train/step": step} | (first_row if step == 0 else {})
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            last_eval = heldout_eval(policy, tokenizer, task, cfg)
+            row |= last_eval
+        if step < cfg.steps:
+            t0 = time.perf_counter()
+            row |= update()
+            row["time/step"] = time.perf_counter() - t0
+            _check_finite(row, step)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row.get('loss/dpo', row.get('loss/sft', math.nan)):.3f}")
+        logger.log(row)
+    bar.close()
+    return last_eval
+
+
+def _check_finite(row: dict[str, float], step: int) -> None:
+    for key in ("loss/dpo", "loss/sft"):
+        if key in row and not math.isfinite(row[key]):
+            raise FloatingPointError(f"non-finite {key} = {row[key]} at step {step}")
+
+
+def save_final(run_dir: Path, step: int, policy, tokenizer, logger: RunLogger) -> Path:
+    """The trained policy as ``checkpoints/step_NNNNNN/policy`` (save_pretrained + tokenizer),
+    the layout of RL checkpoints, so ``rlexp-eval checkpoint=…`` reads both alike."""
+    return save_checkpoint(
+        run_dir,
+        step,
+        {"policy": WithTokenizer(policy, tokenizer)},
+        {"wandb_id": logger.run_id or ""},
+    )

@@ -1,0 +1,313 @@
+"""The online RL loop: rollout → reward → advantage → epochs × minibatches → log / eval / save.
+
+It never names an algorithm: the config picks the advantage estimator, policy loss, KL placement
+and critic, and the registries supply the functions.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from rlexp.algos.kl import kl_estimate
+from rlexp.data.prompts import PromptStream
+from rlexp.data.tasks.base import Task
+from rlexp.evaluation.heldout import heldout_eval
+from rlexp.models.lora import trainable_parameters
+from rlexp.rollout.batch import RolloutBatch, concat_batches
+from rlexp.rollout.collect import (
+    GenerationChunk,
+    add_kl_penalty,
+    collect,
+    compute_advantages,
+    rollout_stats,
+)
+from rlexp.rollout.filters import add_overlong_penalty, informative_groups
+from rlexp.runtime.checkpoint import (
+    WithTokenizer,
+    latest_checkpoint,
+    load_trainer_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from rlexp.runtime.distributed import (
+    all_gather_objects,
+    all_reduce_scalar,
+    global_mean_std,
+    is_main,
+    rank,
+    rank_seed,
+    reduce_dict,
+    world_size,
+)
+from rlexp.runtime.tracking import RunLogger, truncate_jsonl
+from rlexp.trainers.update import critic_update, policy_update
+
+
+class RLTrainer:
+    def __init__(
+        self,
+        cfg,
+        run_dir: Path,
+        policy,
+        tokenizer,
+        task: Task,
+        logger: RunLogger,
+        ref_model=None,
+        critic=None,
+    ) -> None:
+        self.cfg, self.algo = cfg, cfg.algorithm
+        self.run_dir, self.logger = run_dir, logger
+        self.policy, self.tokenizer, self.task = policy, tokenizer, task
+        self.ref_model, self.critic = ref_model, critic
+        self.device = next(policy.parameters()).device
+        self.reward_weights = dict(cfg.reward.components)
+        self.adv_cfg = OmegaConf.to_container(cfg.advantage, resolve=True)
+        self.optimizer = torch.optim.AdamW(
+            trainable_parameters(policy), lr=self.algo.lr, weight_decay=self.algo.weight_decay
+        )
+        self.critic_optimizer = (
+            torch.optim.AdamW(critic.parameters(), lr=self.algo.critic.lr)
+            if critic is not None
+            else None
+        )
+        self.stream = PromptStream(len(task.train), seed=cfg.seed)
+        self.rollout_gen = torch.Generator(device=self.device).manual_seed(rank_seed(cfg.seed))
+        self.update_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        self.step = 0
+        self.next_group_id = 0
+        self.samples_seen = 0
+        self.tokens_seen = 0.0
+        self.gen_chunk = GenerationChunk()  # rows per sampling call; halved on OOM
+
+    # ---- state -----------------------------------------------------------------------------
+    def save(self) -> Path | None:
+        """Everything the loop carries from step to step, so a resumed run is the same run:
+        weights (safetensors), optimizers, the data cursor, every RNG, counters, the W&B id.
+        Data parallel: the ranks hold the same weights; rank 0 writes, with every rank's
+        sampler state (they draw different samples)."""
+        rollout_gens = all_gather_objects(self.rollout_gen.get_state())  # collective: all ranks
+        if not is_main():
+            return None
+        modules = {"policy": WithTokenizer(self.policy, self.tokenizer)}
+        state = {
+            "optimizer": self.optimizer.state_dict(),
+            "stream": self.stream.state_dict(),
+            "rollout_gen": self.rollout_gen.get_state(),
+            "rollout_gen_ranks": rollout_gens,
+            "update_gen": self.update_gen.get_state(),
+            "samples_seen": self.samples_seen,
+            "tokens_seen": self.tokens_seen,
+            "next_group_id": self.next_group_id,
+            "gen_chunk": self.gen_chunk.size or 0,
+            "gen_oom_retries": self.gen_chunk.retries,
+            "wandb_id": self.logger.run_id or "",
+        }
+        if self.critic is not None:
+            modules["critic"] = self.critic
+            state["critic_optimizer"] = self.critic_optimizer.state_dict()
+        return save_checkpoint(self.run_dir, self.step, modules, state)
+
+    def restore(self, ckpt: Path) -> None:
+        """Continue from ``ckpt`` (its weights were loaded into the models by the caller); the
+        metrics.jsonl rows a killed run logged after the checkpoint are dropped, so every step
+        keeps one row."""
+        state = load_trainer_state(ckpt)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.critic is not None:
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+        self.stream.load_state_dict(state["stream"])
+        self.rollout_gen.set_state(state["rollout_gen"])
+        self.update_gen.set_state(state["update_gen"])
+        self.samples_seen, self.tokens_seen = (
+            int(state["samples_seen"]),
+            float(state["tokens_seen"]),
+        )
+        self.next_group_id = int(state.get("next_group_id", 0))
+        self.gen_chunk = GenerationChunk(
+            int(state.get("gen_chunk", 0)) or None, int(state.get("gen_oom_retries", 0))
+        )
+        self.step = int(state["step"])
+        set_rng_state(state["rng"])
+        per_rank = state.get("rollout_gen_ranks", [])
+        if len(per_rank) == world_size():
+            self.rollout_gen.set_state(per_rank[rank()])
+        elif rank() > 0:  # saved with another world size: a fresh, seeded sampler
+            self.rollout_gen.manual_seed(rank_seed(self.cfg.seed) + self.step)
+        if is_main():
+            truncate_jsonl(self.run_dir / "metrics.jsonl", "train/step", self.step)
+
+    # ---- one step --------------------------------------------------------------------------
+    def sample_batch(self) -> tuple[RolloutBatch, dict[str, float]]:
+        """Draw prompts, sample group_size completions each, score and shape them. With dynamic
+        sampling, groups without signal are dropped and more prompts drawn (up to
+        ``max_sampling_rounds`` draws) until ``prompts_per_step`` groups are kept.
+
+        Data parallel: each rank samples whole groups for its share of the prompts, drawn from the
+        one prompt stream every rank advances alike; group ids are unique over ranks; the stats
+        returned are the global batch's."""
+        algo = self.algo
+        need = algo.prompts_per_step // world_size()  # this rank's groups
+        parts, stats, dropped = [], defaultdict(float), 0
+        rounds = algo.max_sampling_rounds if algo.dynamic_sampling else 1
+        for _ in range(rounds):
+            needs = all_gather_objects(need)  # every rank's missing groups, in rank order
+            if sum(needs) == 0:
+                break
+            first, drawn = sum(needs[: rank()]), self.stream.next(sum(needs))
+            problems = [
+                self.task.train[i]
+                for i in drawn[first : first + need]
+                for _ in range(algo.group_size)
+            ]
+            group_ids = (self.next_group_id + first) + torch.arange(need).repeat_interleave(
+                algo.group_size
+            )
+            self.next_group_id += sum(needs)
+            if need == 0:
+                continue
+            part, part_stats = collect(
+                self.policy,
+                self.tokenizer,
+                self.task,
+                problems,
+                group_ids,
+                reward_weights=self.reward_weights,
+                rollout_cfg=self.cfg.rollout,
+                generator=self.rollout_gen,
+                ref_model=self.ref_model,
+                critic=self.critic,
+                chunk_size=algo.micro_batch_size,
+                gen_chunk=self.gen_chunk,
+            )
+            for k, v in part_stats.items():
+                stats[k] += v * (len(part) if k.startswith("train/reward_") else 1)
+            stats["train/sampled_completions"] += len(part)
+            if algo.overlong.enabled:
+                max_len = algo.overlong.max_len or self.cfg.rollout.max_new_tokens
+                add_overlong_penalty(part, max_len, algo.overlong.cache_len)
+            if algo.dynamic_sampling:
+                keep = informative_groups(part)
+                dropped += (len(part) - len(keep)) // algo.group_size
+                part = part.select(keep)
+            need -= len(part) // algo.group_size
+            parts.append(part)
+        if world_size() > 1:
+            timing = {k: v for k, v in stats.items() if k.startswith("time/")}
+            counts = {k: v for k, v in stats.items() if k not in timing}
+            stats = defaultdict(float, reduce_dict(counts) | reduce_dict(timing, "max"))
+            dropped, need = sum(all_gather_objects(dropped)), sum(all_gather_objects(need))
+        for k in [k for k in stats if k.startswith("train/reward_")]:
+            stats[k] /= stats["train/sampled_completions"]
+        stats["train/tokens_per_s"] = stats["train/generated_tokens"] / max(
+            stats["time/generation"], 1e-9
+        )
+        if algo.dynamic_sampling:
+            stats["train/dropped_groups"] = dropped
+            stats["train/kept_groups"] = algo.prompts_per_step - need
+        return concat_batches(parts, self.tokenizer.pad_token_id), dict(stats)
+
+    def train_step(self) -> dict[str, float]:
+        algo, t0 = self.algo, time.perf_counter()
+        batch, stats = self.sample_batch()
+        self.samples_seen += int(stats["train/sampled_completions"])
+        self.tokens_seen += stats["train/generated_tokens"]
+        if all_reduce_scalar(len(batch)) == 0:  # dynamic sampling found no group with signal
+            return stats | {"time/step": time.perf_counter() - t0}
+        if batch.ref_logp is not None:
+            kl = kl_estimate(batch.old_logp, batch.ref_logp, "k3")
+            stats["train/kl_ref"] = float(global_mean_std(kl[batch.completion_mask > 0])[1])
+        if algo.kl.placement == "reward" and algo.kl.coef > 0:
+            add_kl_penalty(batch, algo.kl.coef, algo.kl.estimator)
+        check_finite(batch.scores, "reward")
+        compute_advantages(batch, self.adv_cfg, algo.critic.lam)
+        real = batch.completion_mask > 0
+        check_finite(batch.advantages[real], "advantages")
+        if batch.returns is not None:
+            check_finite(batch.returns[real], "returns")
+        stats |= rollout_stats(batch, self.adv_cfg.get("gamma", 1.0))
+        t1 = time.perf_counter()
+        stats |= policy_update(
+            self.policy, self.optimizer, batch, algo, self.cfg.rollout.temperature, self.update_gen
+        )
+        if self.critic is not None:
+            stats |= critic_update(self.critic, self.critic_optimizer, batch, algo, self.update_gen)
+        stats["time/update"] = time.perf_counter() - t1
+        stats["time/step"] = time.perf_counter() - t0
+        return stats
+
+    def _diverged(self, err: FloatingPointError) -> FloatingPointError:
+        """The error that stops a run at a NaN/inf: the tensor, the step, the checkpoint to go
+        back to. Nothing of the failed step is logged or saved."""
+        last = latest_checkpoint(self.run_dir)
+        where = f"the last good checkpoint is {last}" if last else "no checkpoint was written yet"
+        return FloatingPointError(f"{err} at train/step {self.step}; the run stopped, {where}")
+
+    def evaluate(self) -> dict[str, float]:
+        if not is_main():  # data parallel: rank 0 evaluates (and logs); the others wait
+            return {}
+        return heldout_eval(self.policy, self.tokenizer, self.task, self.cfg)
+
+    # ---- the loop --------------------------------------------------------------------------
+    def run(self) -> dict[str, float]:
+        cfg = self.cfg
+        first_eval = last_eval = {}
+        bar = tqdm(
+            total=cfg.steps,
+            initial=self.step,
+            desc=f"{self.algo.name}",
+            dynamic_ncols=True,
+            disable=not is_main(),
+        )
+        while True:
+            row: dict[str, float] = {"train/step": self.step}
+            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                last_eval = self.evaluate()
+                first_eval = first_eval or last_eval
+                row |= last_eval
+            if self.step == cfg.steps:
+                self.logger.log(row)
+                break
+            try:
+                row |= self.train_step()
+                row |= {
+                    "train/samples": self.samples_seen,
+                    "train/sampled_tokens": self.tokens_seen,
+                }
+                _check_finite_metrics(row)
+            except FloatingPointError as err:
+                raise self._diverged(err) from err
+            self.step += 1
+            self.logger.log(row)
+            bar.update(1)
+            bar.set_postfix(
+                reward=f"{row.get('train/reward_mean', float('nan')):.3f}",
+                acc=f"{row.get('train/accuracy', float('nan')):.3f}",
+            )
+            if self.step % cfg.save_every == 0 and self.step < cfg.steps:
+                self.save()
+        bar.close()
+        self.save()
+        return last_eval
+
+
+def check_finite(x: Tensor, name: str) -> None:
+    """Raise ``FloatingPointError("non-finite <name>")`` when ``x`` holds a NaN or an inf."""
+    if not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise FloatingPointError(f"non-finite {name} ({bad} of {x.numel()} values)")
+
+
+def _check_finite_metrics(row: dict[str, float]) -> None:
+    """Stop a diverged run: a NaN/inf loss or advantage statistic is named."""
+    for key in ("loss/policy", "loss/kl", "adv/mean", "adv/std", "critic/value_loss"):
+        value = row.get(key)
+        if value is not None and not math.isfinite(value):
+            raise FloatingPointError(f"non-finite {key} = {value}")

@@ -1,0 +1,237 @@
+"""Parameter updates from one rollout batch: epochs × minibatches × micro-batches.
+
+Every micro-batch loss is normalised by its *minibatch's* denominator (token or sequence count),
+so gradient accumulation gives the same gradient as one large batch. Old log-probs, reference
+log-probs and values come from the batch (computed once per rollout) and are never recomputed.
+
+Data parallelism (rlexp.runtime.distributed): each rank holds its shard of the rollout batch and shuffles
+it on its own; the global minibatch is the union of the ranks' local minibatches. Denominators
+are counted over all ranks and gradients are summed over ranks after accumulation (before
+clipping), so every rank takes the single-process step of the global minibatch.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+from rlexp.algos.kl import kl_estimate
+from rlexp.algos.losses import (
+    POLICY_LOSSES,
+    aggregate,
+    aggregation_denominator,
+    explained_variance,
+    value_loss,
+)
+from rlexp.models.logprobs import build_attention_inputs, completion_logprobs
+from rlexp.rollout.batch import RolloutBatch
+from rlexp.runtime.distributed import (
+    all_gather_objects,
+    all_reduce_gradients,
+    all_reduce_scalar,
+    global_mean_std,
+    world_size,
+)
+
+
+def minibatches(
+    n: int, size: int, micro: int, generator: torch.Generator
+) -> Iterator[list[Tensor]]:
+    """Shuffled minibatches of ``size`` samples, each split into micro-batches of ``micro``.
+
+    Under data parallelism ``n`` and ``size`` are this rank's; every rank yields the same number
+    of minibatches (the most any rank has; the extra ones are empty lists), so the ranks' gradient
+    all-reduces pair up even when dynamic sampling left them with different shard sizes.
+    """
+    perm = torch.randperm(n, generator=generator)
+    parts = list(perm.split(size)) if n else []
+    count = int(all_reduce_scalar(len(parts), "max"))
+    for mb in parts:
+        yield list(mb.split(micro))
+    for _ in range(count - len(parts)):
+        yield []
+
+
+def _local_minibatch_size(batch: RolloutBatch, algo) -> int:
+    """This rank's share of ``algo.minibatch_size`` (global, in samples); null: the whole shard."""
+    return (
+        max(algo.minibatch_size // world_size(), 1) if algo.minibatch_size else max(len(batch), 1)
+    )
+
+
+def _minibatch_denominator(batch: RolloutBatch, micro_idx: list[Tensor], mode: str) -> float:
+    """``aggregation_denominator`` of the GLOBAL minibatch (every rank's part), at least 1."""
+    local = (
+        aggregation_denominator(batch.completion_mask[torch.cat(micro_idx)], mode)
+        if micro_idx
+        else 0.0
+    )
+    return max(all_reduce_scalar(local), 1.0)
+
+
+class _Mean:
+    """Running means of scalar stats over minibatches."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = defaultdict(float)
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def add(self, stats: dict[str, float | Tensor]) -> None:
+        for k, v in stats.items():
+            self.sums[k] += float(v)
+            self.counts[k] += 1
+
+    def result(self) -> dict[str, float]:
+        """Means over every rank's entries (each micro-batch or minibatch weighs the same)."""
+        sums: dict[str, float] = defaultdict(float)
+        counts: dict[str, int] = defaultdict(int)
+        for part_sums, part_counts in all_gather_objects((dict(self.sums), dict(self.counts))):
+            for k, v in part_sums.items():
+                sums[k] += v
+                counts[k] += part_counts[k]
+        return {k: sums[k] / counts[k] for k in sums}
+
+
+def policy_update(
+    policy, optimizer, batch: RolloutBatch, algo, temperature: float, generator: torch.Generator
+) -> dict[str, float]:
+    """Minimise the registered policy loss (+ β·KL in the loss, − entropy bonus) over the batch."""
+    loss_fn = POLICY_LOSSES.get(algo.policy_loss)
+    # seq-mean-token-sum-norm's default divisor, the padded T, must be one T for all ranks
+    norm_len = algo.norm_len or int(all_reduce_scalar(batch.completion_mask.shape[1], "max"))
+    params = {
+        "clip_low": algo.clip_low,
+        "clip_high": algo.clip_high,
+        "agg": algo.loss_agg,
+        "norm_len": norm_len,
+    }
+    if algo.dual_clip is not None:
+        params["dual_clip"] = algo.dual_clip
+    kl_in_loss = algo.kl.placement == "loss" and algo.kl.coef > 0
+    means = _Mean()
+    policy.train()
+    for _ in range(algo.epochs):
+        for micro_idx in minibatches(
+            len(batch), _local_minibatch_size(batch, algo), algo.micro_batch_size, generator
+        ):
+            den = _minibatch_denominator(batch, micro_idx, algo.loss_agg)
+            agg = {"mode": algo.loss_agg, "norm_len": norm_len, "global_denominator": den}
+            optimizer.zero_grad(set_to_none=True)
+            # micro-batch losses are partial sums of the minibatch loss (over micro-batches and
+            # ranks): they add up
+            sums: dict[str, float] = dict.fromkeys(_summed_keys(kl_in_loss), 0.0)
+            for idx in micro_idx:
+                mb = batch.select(idx)
+                logp, entropy = completion_logprobs(
+                    policy,
+                    mb.prompt_ids,
+                    mb.prompt_mask,
+                    mb.completion_ids,
+                    mb.completion_mask,
+                    temperature=temperature,
+                    with_entropy=True,
+                )
+                loss, stats = loss_fn(
+                    logp,
+                    mb.old_logp,
+                    mb.advantages,
+                    mb.completion_mask,
+                    global_denominator=den,
+                    **params,
+                )
+                if algo.entropy_coef == 0:  # logged only: no backward through it
+                    entropy = entropy.detach()
+                ent = aggregate(entropy, mb.completion_mask, **agg)
+                total = loss - algo.entropy_coef * ent
+                if kl_in_loss:
+                    kl = aggregate(
+                        kl_estimate(logp, mb.ref_logp, algo.kl.estimator), mb.completion_mask, **agg
+                    )
+                    total = total + algo.kl.coef * kl
+                    sums["loss/kl"] += float(kl.detach())
+                _check_finite(total.detach(), "policy loss")
+                total.backward()
+                sums["loss/policy"] += float(loss.detach())
+                sums["train/entropy"] += float(ent.detach())
+                means.add({f"train/{k}": v for k, v in stats.items()})
+            all_reduce_gradients(policy.parameters())
+            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), algo.max_grad_norm)
+            _check_finite(grad_norm, "gradient norm of the policy")
+            optimizer.step()
+            means.add(_summed_over_ranks(sums) | {"train/grad_norm": grad_norm})
+    return means.result()
+
+
+def _summed_keys(kl_in_loss: bool) -> list[str]:
+    return ["loss/policy", "train/entropy", *(["loss/kl"] if kl_in_loss else [])]
+
+
+def _summed_over_ranks(sums: dict[str, float]) -> dict[str, float]:
+    """A minibatch's loss terms: each rank holds a partial sum (global denominators), so the
+    minibatch's value is their sum over ranks."""
+    return {k: all_reduce_scalar(v) for k, v in sums.items()}
+
+
+def critic_update(
+    critic, optimizer, batch: RolloutBatch, algo, generator: torch.Generator
+) -> dict[str, float]:
+    """Fit V to the returns with the (optionally clipped) value loss, token-mean aggregated."""
+    size = _local_minibatch_size(batch, algo)
+    means = _Mean()
+    critic.train()
+    for _ in range(algo.epochs):
+        for micro_idx in minibatches(len(batch), size, algo.micro_batch_size, generator):
+            den = _minibatch_denominator(batch, micro_idx, "token-mean")
+            optimizer.zero_grad(set_to_none=True)
+            sums: dict[str, float] = {"critic/value_loss": 0.0}
+            for idx in micro_idx:
+                mb = batch.select(idx)
+                ids, attn, pos = build_attention_inputs(
+                    mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask
+                )
+                p, t = mb.prompt_ids.shape[1], mb.completion_ids.shape[1]
+                values = critic(ids, attn, pos)[:, p - 1 : p + t - 1].float()
+                loss, stats = value_loss(
+                    values,
+                    mb.values,
+                    mb.returns,
+                    mb.completion_mask,
+                    clip_range=algo.critic.value_clip,
+                    global_denominator=den,
+                )
+                _check_finite(loss.detach(), "value loss")
+                (algo.vf_coef * loss).backward()
+                sums["critic/value_loss"] += float(loss.detach())
+                means.add({f"critic/{k}": v for k, v in stats.items()})
+            all_reduce_gradients(critic.parameters())
+            grad_norm = torch.nn.utils.clip_grad_norm_(critic.parameters(), algo.max_grad_norm)
+            _check_finite(grad_norm, "gradient norm of the critic")
+            optimizer.step()
+            means.add(_summed_over_ranks(sums) | {"critic/grad_norm": grad_norm})
+    out = means.result()
+    out["critic/explained_variance"] = _explained_variance(
+        batch.values, batch.returns, batch.completion_mask
+    )
+    return out
+
+
+def _explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> float:
+    """``explained_variance`` over every rank's real tokens."""
+    if world_size() == 1:
+        return explained_variance(values, returns, mask)
+    real = mask > 0
+    r, v = returns[real].double(), values[real].double()
+    n, _, std_r = global_mean_std(r)
+    _, _, std_d = global_mean_std(r - v)
+    if n < 2 or std_r == 0:
+        return float("nan")
+    return float(1 - std_d.square() / std_r.square())
+
+
+def _check_finite(x: Tensor, name: str) -> None:
+    """Stop before a NaN/inf reaches the weights (the caller adds the step)."""
+    if not torch.isfinite(x):
+        raise FloatingPointError(f"non-finite {name} ({float(x)}), before the optimizer step")
