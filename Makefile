@@ -23,6 +23,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports  # the layer contracts in pyproject.toml
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_rollout.py

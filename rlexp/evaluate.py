@@ -1,115 +1,19 @@
-"""``rlexp-eval``: n completions per held-out problem from any checkpoint → one Parquet row per
-sample (``problem_id, sample_idx, completion, answer, gold, correct, length``) + summary.json.
-
-Problems are processed in chunks, each written as its own Parquet part and seeded by its index,
-so an interrupted evaluation resumes where it stopped and gives the same rows it would have.
-"""
+"""``rlexp-eval``: n completions per held-out problem from any checkpoint → ``samples.parquet``
+(one row per sample) + ``summary.json``; the work is ``rlexp.evaluation.samples``."""
 
 from __future__ import annotations
 
-import json
 import sys
-import time
-from pathlib import Path
 
 import hydra
-import pandas as pd
-import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from rlexp.config import register_configs
-from rlexp.data.tasks import Task, build_task
-from rlexp.evaluation.heldout import generate_texts
-from rlexp.models.load import load_policy, resolve_device, resolve_dtype
+from rlexp.evaluation.samples import run_eval
 from rlexp.runtime.errors import ConfigError
 from rlexp.runtime.paths import CONF_DIR
 
 register_configs()
-COLUMNS = ["problem_id", "sample_idx", "completion", "answer", "gold", "correct", "length"]
-
-
-def score_chunk(task: Task, problems, texts: list[str], lengths: list[int], n: int) -> pd.DataFrame:
-    rows = []
-    for i, (text, length) in enumerate(zip(texts, lengths, strict=True)):
-        p = problems[i // n]
-        rows.append(
-            (
-                p.id,
-                i % n,
-                text,
-                task.extract_answer(text),
-                task.normalize_answer(p.answer),
-                task.is_correct(text, p),
-                int(length),
-            )
-        )
-    return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def evaluate_checkpoint(cfg: DictConfig, task: Task, out_dir: Path) -> pd.DataFrame:
-    """Sample, score and write every chunk not yet on disk; return all rows."""
-    device = resolve_device(cfg.device)
-    model, tokenizer = load_policy(cfg.checkpoint, device, resolve_dtype(cfg.dtype, device))
-    problems = task.test if cfg.split == "test" else task.train
-    problems = problems[: cfg.n_problems] if cfg.n_problems else problems
-    n = 1 if cfg.greedy else cfg.n_samples
-    parts = out_dir / "parts"
-    parts.mkdir(parents=True, exist_ok=True)
-    for start in range(0, len(problems), cfg.chunk_problems):
-        part = parts / f"part_{start // cfg.chunk_problems:05d}.parquet"
-        if part.exists():
-            continue
-        chunk = problems[start : start + cfg.chunk_problems]
-        gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + start)
-        texts, lengths = generate_texts(
-            model,
-            tokenizer,
-            [p.prompt for p in chunk for _ in range(n)],
-            max_new_tokens=cfg.max_new_tokens,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            greedy=cfg.greedy,
-            batch_size=cfg.batch_size,
-            generator=gen,
-        )
-        tmp = part.with_suffix(".tmp")
-        score_chunk(task, chunk, texts, lengths, n).to_parquet(tmp, index=False)
-        tmp.replace(part)  # a part is either whole or absent
-    return pd.concat(
-        [pd.read_parquet(p) for p in sorted(parts.glob("part_*.parquet"))], ignore_index=True
-    )
-
-
-def run_eval(cfg: DictConfig) -> dict:
-    out_dir = Path(cfg.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not (Path(cfg.checkpoint) / "config.json").exists():
-        raise FileNotFoundError(
-            f"checkpoint={cfg.checkpoint} holds no config.json (not a saved model)"
-        )
-    t0 = time.perf_counter()
-    task = build_task(cfg.task.name, **{k: v for k, v in cfg.task.items() if k != "name"})
-    df = evaluate_checkpoint(cfg, task, out_dir)
-    df.to_parquet(out_dir / "samples.parquet", index=False)
-    per_problem = df.groupby("problem_id")["correct"]
-    summary = {
-        "model": cfg.label,
-        "seed": cfg.seed,
-        "checkpoint": str(cfg.checkpoint),
-        "task": OmegaConf.to_container(cfg.task, resolve=True),
-        "n_problems": int(df["problem_id"].nunique()),
-        "n_samples": 1 if cfg.greedy else cfg.n_samples,
-        "temperature": cfg.temperature,
-        "top_p": cfg.top_p,
-        "greedy": cfg.greedy,
-        "accuracy": float(df["correct"].mean()),
-        "pass@n": float(per_problem.any().mean()),
-        "answer_rate": float(df["answer"].notna().mean()),
-        "length_mean": float(df["length"].mean()),
-        "seconds": time.perf_counter() - t0,
-    }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")

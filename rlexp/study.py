@@ -14,7 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from analysis.study import analyze_study
-from rlexp.evaluate import run_eval
+from rlexp.evaluation.samples import run_eval
 from rlexp.runtime.checkpoint import latest_checkpoint
 from rlexp.runtime.paths import CONF_DIR
 from rlexp.train import main_guard, run

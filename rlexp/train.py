@@ -20,30 +20,20 @@ from omegaconf import DictConfig, OmegaConf
 from rlexp.config import register_configs
 from rlexp.config.validate import validate
 from rlexp.data.tasks import build_task
-from rlexp.models.build import init_model
-from rlexp.models.load import load_policy, resolve_device, resolve_dtype
-from rlexp.models.lora import apply_lora
-from rlexp.models.reference import build_reference
-from rlexp.models.value import ValueModel
+from rlexp.models.load import resolve_device, resolve_dtype
 from rlexp.runtime.checkpoint import (
-    atomic_dir,
-    commit_dir,
     latest_checkpoint,
     load_trainer_state,
     remove_partial,
 )
-from rlexp.runtime.distributed import broadcast_module, broadcast_object, init_distributed, is_main
+from rlexp.runtime.distributed import broadcast_object, init_distributed, is_main
 from rlexp.runtime.errors import ConfigError
 from rlexp.runtime.multirun import apply_threads, is_multirun, record_failure
 from rlexp.runtime.paths import CONF_DIR
 from rlexp.runtime.tracking import NullLogger, RunLogger, truncate_jsonl
-from rlexp.trainers.dpo import run_dpo
-from rlexp.trainers.rft import run_rft
-from rlexp.trainers.rl import RLTrainer
-from rlexp.trainers.sft_base import sft_stage, start_checkpoint
+from rlexp.trainers import TRAINERS, RunContext
 
 register_configs()
-OFFLINE_RUNNERS = {"dpo": run_dpo, "rft": run_rft}  # algorithm.trainer → offline method
 
 
 def _hydra_names(cfg: DictConfig) -> tuple[str | None, str | None, list[str]]:
@@ -136,12 +126,8 @@ def run(cfg: DictConfig) -> float:
     _write_json(info_path, info)  # now, so that a killed run's restart continues its W&B run
     try:
         task = build_task(cfg.task.name, **{k: v for k, v in cfg.task.items() if k != "name"})
-        if cfg.algorithm.trainer == "sft":
-            result = _run_sft(cfg, task, device, dtype, logger, run_dir)
-        elif cfg.algorithm.trainer in OFFLINE_RUNNERS:
-            result = _run_offline(cfg, task, device, dtype, logger, run_dir, info)
-        else:
-            result = _run_rl(cfg, task, device, dtype, logger, run_dir, resume_from, info)
+        ctx = RunContext(cfg, task, device, dtype, logger, run_dir, resume_from, info)
+        result = TRAINERS.get(cfg.algorithm.trainer).run(ctx)
     except BaseException as err:
         info |= {
             "status": "failed",
@@ -156,87 +142,6 @@ def run(cfg: DictConfig) -> float:
     logger.summary(result)
     logger.finish()
     return float(result.get("eval/sampled_accuracy", result.get("sft/sampled_accuracy", 0.0)))
-
-
-def _run_sft(cfg, task, device, dtype, logger, run_dir: Path) -> dict:
-    model, tokenizer, final = sft_stage(
-        cfg, task, device, dtype, lambda row: logger.log(row, "sft_metrics.jsonl")
-    )
-    tmp = atomic_dir(run_dir / "final")
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    commit_dir(tmp, run_dir / "final")
-    print(
-        f"SFT model saved to {run_dir / 'final'}: held-out loss {final['sft/heldout_loss']:.4f}, "
-        f"sampled accuracy {final.get('sft/sampled_accuracy', float('nan')):.3f}"
-    )
-    return final
-
-
-def _run_rl(
-    cfg, task, device, dtype, logger, run_dir: Path, resume_from: Path | None, info: dict
-) -> dict:
-    # Also on resume (a killed run never wrote it to run_info.json): it is the KL reference.
-    # Data parallel: rank 0 trains a missing SFT base while the others wait.
-    base = start_checkpoint(cfg, task, device, dtype, logger, run_dir) if is_main() else None
-    base = info["base_checkpoint"] = broadcast_object(base)
-    chat = cfg.model.get("chat_template", "auto")
-    if resume_from is not None:
-        policy, tokenizer = load_policy(resume_from / "policy", device, dtype, chat)
-    elif base is not None:
-        policy, tokenizer = load_policy(base, device, dtype, chat)
-    else:
-        policy, tokenizer = init_model(cfg, device, dtype)
-    critic = None
-    if cfg.algorithm.critic.enabled:  # a full critic from the start model, also with LoRA
-        critic = (
-            ValueModel.from_pretrained(resume_from / "critic", device, dtype)
-            if resume_from
-            else ValueModel.from_policy(policy)
-        )
-        broadcast_module(critic)  # data parallel: every rank starts from rank 0's weights
-    policy = apply_lora(policy, cfg.model.get("lora"))  # a resumed LoRA policy has its adapter
-    broadcast_module(policy)
-    # the frozen reference is the start model, also after a resume (the same on every rank)
-    ref_model = build_reference(cfg, policy, base, device, dtype)
-    trainer = RLTrainer(
-        cfg, run_dir, policy, tokenizer, task, logger, ref_model=ref_model, critic=critic
-    )
-    if resume_from is not None:
-        trainer.restore(resume_from)
-    final = trainer.run()
-    if is_main():
-        _print_base_to_final(run_dir, final)
-    return final
-
-
-def _run_offline(cfg, task, device, dtype, logger, run_dir: Path, info: dict) -> dict:
-    """DPO or RFT from the same start as an RL run (the cached SFT base by default)."""
-    base = info["base_checkpoint"] = start_checkpoint(cfg, task, device, dtype, logger, run_dir)
-    policy, tokenizer = (
-        load_policy(base, device, dtype, cfg.model.get("chat_template", "auto"))
-        if base is not None
-        else init_model(cfg, device, dtype)
-    )
-    final = OFFLINE_RUNNERS[cfg.algorithm.trainer](cfg, task, policy, tokenizer, logger, run_dir)
-    _print_base_to_final(run_dir, final)
-    return final
-
-
-def _print_base_to_final(run_dir: Path, final: dict) -> None:
-    first = _first_eval(run_dir)
-    for key in ("eval/sampled_accuracy", "eval/greedy_accuracy"):
-        if key in final:
-            print(f"{key}: base {first.get(key, float('nan')):.3f} -> final {final[key]:.3f}")
-
-
-def _first_eval(run_dir: Path) -> dict:
-    with open(run_dir / "metrics.jsonl") as f:
-        for line in f:
-            row = json.loads(line)
-            if "eval/sampled_accuracy" in row:
-                return row
-    return {}
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

@@ -17,8 +17,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
-from rlexp.config.schema import AlgorithmConfig, CriticConfig, KLConfig
-from rlexp.config.validate import _validate_world
+from rlexp.config.validate import _validate_world as _validate_any_world
 from rlexp.data.prompts import left_pad
 from rlexp.data.tasks import build_task
 from rlexp.models.build import init_model
@@ -42,7 +41,11 @@ from rlexp.runtime.distributed import (
 )
 from rlexp.runtime.errors import ConfigError
 from rlexp.runtime.tracking import NullLogger
+from rlexp.trainers import TRAINERS
 from rlexp.trainers.rl import RLTrainer
+from rlexp.trainers.rl_setup import CriticConfig, KLConfig
+from rlexp.trainers.rl_setup import RLAlgorithmConfig as AlgorithmConfig
+from rlexp.trainers.rl_setup import _validate_world as _validate_rl_world
 from rlexp.trainers.update import critic_update, policy_update
 from tests.conftest import TINY, compose_cfg, read_jsonl
 
@@ -301,13 +304,15 @@ def test_ranks_with_uneven_shards_still_take_the_global_step(ranks: list[dict]) 
 
 def test_world_size_must_split_prompts_and_minibatches_evenly() -> None:
     ok = _algo(prompts_per_step=4, minibatch_size=4)
-    _validate_world(ok, 2)
+    _validate_rl_world(ok, 2)
+    _validate_any_world(ok, 2, TRAINERS.get("rl"))
     with pytest.raises(ConfigError, match="prompts_per_step=3 must divide by the 2"):
-        _validate_world(_algo(prompts_per_step=3), 2)
+        _validate_rl_world(_algo(prompts_per_step=3), 2)
     with pytest.raises(ConfigError, match="minibatch_size=6 must divide by the 4"):
-        _validate_world(_algo(prompts_per_step=4, minibatch_size=6), 4)
+        _validate_rl_world(_algo(prompts_per_step=4, minibatch_size=6), 4)
+    sft = OmegaConf.create({"trainer": "sft", "name": "sft"})
     with pytest.raises(ConfigError, match="trainer=sft runs in one process"):
-        _validate_world(_algo(trainer="sft"), 2)
+        _validate_any_world(sft, 2, TRAINERS.get("sft"))
 
 
 def test_torchrun_two_processes_end_to_end(tmp_path: Path) -> None:

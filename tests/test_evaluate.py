@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from rlexp.evaluate import COLUMNS, run_eval
+from rlexp.evaluation.samples import COLUMNS, run_eval
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
 

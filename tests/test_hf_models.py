@@ -20,7 +20,7 @@ from transformers import (
 )
 
 import rlexp.rollout.collect
-import rlexp.train
+import rlexp.trainers.rl_setup
 from rlexp.config.validate import validate
 from rlexp.data.prompts import encode_prompts, prompt_token_ids
 from rlexp.models.load import load_policy, resolve_dtype
@@ -113,7 +113,7 @@ def trainers(monkeypatch) -> list[RLTrainer]:
             super().__init__(*args, **kwargs)
             made.append(self)
 
-    monkeypatch.setattr(rlexp.train, "RLTrainer", Spy)
+    monkeypatch.setattr(rlexp.trainers.rl_setup, "RLTrainer", Spy)
     return made
 
 

@@ -87,6 +87,11 @@ def test_every_algorithm_runs_two_steps_end_to_end(
     extra = ["algorithm.minibatch_size=4"] if algorithm == "ppo" else OFFLINE.get(algorithm, [])
     if algorithm in OFFLINE:
         monkeypatch.setattr(ArithmeticTask, "is_correct", lambda self, c, p: len(c) % 2 == 0)
+    rl_sizes = [
+        "algorithm.prompts_per_step=4",
+        "algorithm.group_size=4" if algorithm != "ppo" else "algorithm.group_size=1",
+        "algorithm.minibatch_size=8" if algorithm != "ppo" else "algorithm.prompts_per_step=8",
+    ]
     cfg = compose_cfg(
         [
             *TINY,
@@ -94,9 +99,7 @@ def test_every_algorithm_runs_two_steps_end_to_end(
             "steps=2",
             "eval_every=2",
             "save_every=2",
-            "algorithm.prompts_per_step=4",
-            "algorithm.group_size=4" if algorithm != "ppo" else "algorithm.group_size=1",
-            "algorithm.minibatch_size=8" if algorithm != "ppo" else "algorithm.prompts_per_step=8",
+            *(rl_sizes if algorithm not in OFFLINE else []),  # offline schemas have no RL keys
             *extra,
             f"output_dir={out}",
             f"cache_dir={shared_cache}",

@@ -13,89 +13,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-
-@dataclass
-class KLConfig:
-    """KL to the frozen reference (theory.md §4). Estimator and placement are separate settings."""
-
-    coef: float = 0.0  # β; 0 turns the penalty off
-    estimator: str = "k3"  # k1 | k2 | k3
-    placement: str = "none"  # "reward" (r_t -= β·KL_t, PPO style) | "loss" (GRPO style) | "none"
-
-
-@dataclass
-class CriticConfig:
-    """A learned value function V(s_t): the policy's architecture with a scalar head."""
-
-    enabled: bool = False
-    lr: float = 1e-4
-    value_clip: float | None = 0.2  # cliprange_value; null disables value clipping
-    lam: float | None = None  # λ of the value targets; null = the advantage's λ
-
-
-@dataclass
-class OverlongConfig:
-    """DAPO's overlong reward shaping: a length penalty added to the outcome reward."""
-
-    enabled: bool = False
-    max_len: int | None = None  # L_max; null = rollout.max_new_tokens
-    cache_len: int = 8  # L_cache, the soft window before L_max
-
-
-@dataclass
-class DPOConfig:
-    """DPO (theory.md §5): preference pairs from a JSONL file, or built by sampling the start model
-    and pairing a verifier-correct completion with an incorrect one of the same prompt."""
-
-    beta: float = 0.1  # β: scale of the implicit reward β·log(π_θ/π_ref), > 0
-    kind: str = "sigmoid"  # sigmoid (DPO) | ipo; see rlexp.algos.losses.dpo_loss
-    pairs_file: str | None = None  # JSONL of {"prompt", "chosen", "rejected"}; null: sample
-    k: int = 8  # completions sampled per training prompt to build pairs (>= 2)
-    n_prompts: int = 1024  # training prompts sampled to build pairs
-    pairs_per_prompt: int = 1  # at most this many (correct, incorrect) pairs from one prompt
-    batch_size: int = 32  # pairs per optimizer step
-    warmup_steps: int = 0  # linear warm-up of algorithm.lr over the first steps
-
-
-@dataclass
-class RFTConfig:
-    """Rejection-sampling fine-tuning (theory.md §5): SFT on the start model's own correct samples."""
-
-    k: int = 8  # completions sampled per training prompt
-    n_prompts: int = 1024  # training prompts sampled
-    batch_size: int = 64  # kept completions per optimizer step
-    warmup_steps: int = 0  # linear warm-up of algorithm.lr over the first steps
-
-
-@dataclass
-class AlgorithmConfig:
-    """How one rollout batch turns into parameter updates."""
-
-    name: str = MISSING
-    trainer: str = "rl"  # "rl" (online RL loop) | "sft" (SFT only) | "dpo" | "rft" (offline)
-    policy_loss: str = "ppo_clip"  # registry name in rlexp.algos.losses.POLICY_LOSSES
-    clip_low: float = 0.2  # ε_low: ratio floor 1 - ε_low
-    clip_high: float = 0.2  # ε_high: ratio ceiling 1 + ε_high
-    dual_clip: float | None = None  # c > 1 bounds the loss of A < 0 tokens by -c·A
-    loss_agg: str = "token-mean"  # see rlexp.algos.losses.aggregate
-    norm_len: int | None = None  # constant divisor for seq-mean-token-sum-norm
-    group_size: int = 1  # samples per prompt (G)
-    prompts_per_step: int = 32
-    epochs: int = 1  # passes over each rollout batch (μ / PPO epochs)
-    minibatch_size: int | None = None  # samples per optimizer step; null = the whole batch
-    micro_batch_size: int = 128  # samples per forward/backward (gradient accumulation)
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    entropy_coef: float = 0.0
-    vf_coef: float = 1.0
-    dynamic_sampling: bool = False  # drop groups whose samples are all right or all wrong
-    max_sampling_rounds: int = 4  # cap on draws per step when dynamic sampling refills the batch
-    overlong: OverlongConfig = field(default_factory=OverlongConfig)
-    kl: KLConfig = field(default_factory=KLConfig)
-    critic: CriticConfig = field(default_factory=CriticConfig)
-    dpo: DPOConfig = field(default_factory=DPOConfig)  # trainer=dpo only
-    rft: RFTConfig = field(default_factory=RFTConfig)  # trainer=rft only
+from rlexp.trainers import TRAINERS
 
 
 @dataclass
@@ -262,7 +180,7 @@ class StudyConfig:
 
 @dataclass
 class RootConfig:
-    algorithm: AlgorithmConfig = MISSING
+    algorithm: Any = MISSING  # one trainer kind's schema (rlexp.trainers.kinds.TRAINERS)
     advantage: Any = MISSING
     model: Any = MISSING
     reward: RewardConfig = MISSING
@@ -310,7 +228,8 @@ def register_schemas() -> None:
     cs = ConfigStore.instance()
     cs.store(name="root_schema", node=RootConfig)
     cs.store(name="eval_job_schema", node=EvalJobConfig)
-    cs.store(group="algorithm", name="algorithm_schema", node=AlgorithmConfig)
+    for kind in TRAINERS:  # rl_schema, sft_schema, dpo_schema, rft_schema
+        cs.store(group="algorithm", name=f"{kind}_schema", node=TRAINERS.get(kind).schema)
     cs.store(group="advantage", name="gae_schema", node=GAEConfig)
     cs.store(group="advantage", name="group_relative_schema", node=GroupRelativeConfig)
     cs.store(group="advantage", name="leave_one_out_schema", node=LeaveOneOutConfig)

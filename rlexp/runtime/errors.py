@@ -27,3 +27,13 @@ def json_object(line: str, where: str, error: type[Exception] = DataError) -> di
     if not isinstance(row, dict):
         raise error(f"{where}: expected a JSON object, got {type(row).__name__}")
     return row
+
+
+def check(ok: bool, message: str) -> None:
+    """Raise ``ConfigError(message)`` unless ``ok``: one line per config check."""
+    if not ok:
+        raise ConfigError(message)
+
+
+def check_unit_interval(name: str, value: float) -> None:
+    check(0.0 <= value <= 1.0, f"{name}={value} must lie in [0, 1]")

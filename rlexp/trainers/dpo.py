@@ -10,15 +10,18 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 from torch import Tensor
 
-from rlexp.algos.preference import dpo_loss
+from rlexp.algos.preference import DPO_KINDS, dpo_loss
 from rlexp.data.pairs import (
     EncodedPair,
     Pair,
+    PairsFileError,
     encode_pair,
     load_pairs,
     pairs_from_samples,
@@ -27,13 +30,17 @@ from rlexp.data.pairs import (
 from rlexp.data.prompts import PromptStream, left_pad, right_pad
 from rlexp.data.tasks.base import Task
 from rlexp.models.logprobs import completion_logprobs
+from rlexp.runtime.errors import ConfigError, check
 from rlexp.runtime.tracking import RunLogger
+from rlexp.trainers.kinds import TRAINERS, AlgorithmConfig, TrainerKind
 from rlexp.trainers.offline import (
+    offline_entry,
     offline_loop,
     sample_groups,
     sampling_stats,
     save_final,
     training_prompts,
+    validate_offline,
     warmup_adamw,
 )
 
@@ -146,3 +153,50 @@ def _source(d, stats: dict[str, float]) -> str:
         f"k={d.k} samples of each of {int(stats['dpo/prompts'])} prompts "
         f"({int(stats['dpo/prompts_skipped'])} prompts skipped: all right or all wrong)"
     )
+
+
+@dataclass
+class DPOConfig:
+    """DPO (theory.md §5): preference pairs from a JSONL file, or built by sampling the start model
+    and pairing a verifier-correct completion with an incorrect one of the same prompt."""
+
+    beta: float = 0.1  # β: scale of the implicit reward β·log(π_θ/π_ref), > 0
+    kind: str = "sigmoid"  # sigmoid (DPO) | ipo; see rlexp.algos.losses.dpo_loss
+    pairs_file: str | None = None  # JSONL of {"prompt", "chosen", "rejected"}; null: sample
+    k: int = 8  # completions sampled per training prompt to build pairs (>= 2)
+    n_prompts: int = 1024  # training prompts sampled to build pairs
+    pairs_per_prompt: int = 1  # at most this many (correct, incorrect) pairs from one prompt
+    batch_size: int = 32  # pairs per optimizer step
+    warmup_steps: int = 0  # linear warm-up of algorithm.lr over the first steps
+
+
+@dataclass
+class DPOAlgorithmConfig(AlgorithmConfig):
+    trainer: str = "dpo"
+    dpo: DPOConfig = field(default_factory=DPOConfig)
+
+
+def validate_dpo(cfg: DictConfig) -> None:
+    d = cfg.algorithm.dpo
+    validate_offline(cfg)
+    check(d.beta > 0, f"algorithm.dpo.beta={d.beta} must be > 0")
+    check(d.kind in DPO_KINDS, f"algorithm.dpo.kind={d.kind} is unknown; use {DPO_KINDS.names()}")
+    check(d.batch_size >= 1, f"algorithm.dpo.batch_size={d.batch_size} must be >= 1")
+    if d.pairs_file:  # read now, so a bad line stops the run before any compute
+        try:
+            load_pairs(d.pairs_file)
+        except PairsFileError as err:
+            raise ConfigError(f"algorithm.dpo.pairs_file: {err}") from None
+        return
+    check(
+        d.k >= 2,
+        f"algorithm.dpo.k={d.k}: building pairs needs >= 2 samples per prompt (a right and a "
+        "wrong one), or a pairs file (algorithm.dpo.pairs_file)",
+    )
+    check(d.n_prompts >= 1, f"algorithm.dpo.n_prompts={d.n_prompts} must be >= 1")
+    check(d.pairs_per_prompt >= 1, "algorithm.dpo.pairs_per_prompt must be >= 1")
+
+
+TRAINERS.register("dpo")(
+    TrainerKind(schema=DPOAlgorithmConfig, validate=validate_dpo, run=offline_entry(run_dpo))
+)

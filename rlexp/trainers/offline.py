@@ -12,13 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 from torch.optim.lr_scheduler import LambdaLR
 from tqdm.auto import tqdm
 
 from rlexp.data.tasks.base import Problem, Task
 from rlexp.evaluation.heldout import generate_texts, heldout_eval
+from rlexp.models.build import init_model
+from rlexp.models.load import load_policy
 from rlexp.runtime.checkpoint import WithTokenizer, save_checkpoint
+from rlexp.runtime.errors import check
 from rlexp.runtime.tracking import RunLogger
+from rlexp.trainers.kinds import RunContext, print_base_to_final
+from rlexp.trainers.sft_base import start_checkpoint
 
 
 @dataclass
@@ -127,3 +133,37 @@ def save_final(run_dir: Path, step: int, policy, tokenizer, logger: RunLogger) -
         {"policy": WithTokenizer(policy, tokenizer)},
         {"wandb_id": logger.run_id or ""},
     )
+
+
+def validate_offline(cfg: DictConfig) -> None:
+    """What DPO and RFT share: a learning rate, micro-batches, and no resume."""
+    algo = cfg.algorithm
+    check(algo.lr > 0, f"algorithm.lr={algo.lr} must be > 0")
+    check(algo.micro_batch_size >= 1, "algorithm.micro_batch_size must be >= 1")
+    check(
+        not cfg.resume,
+        f"resume=true: algorithm={algo.name} (an offline method) does not resume; start a new run",
+    )
+
+
+OfflineMethod = Callable[..., dict[str, float]]  # (cfg, task, policy, tokenizer, logger, run_dir)
+
+
+def offline_entry(method: OfflineMethod) -> Callable[[RunContext], dict[str, float]]:
+    """A trainer kind's entry point for an offline ``method``: DPO or RFT from the same start as
+    an RL run (the cached SFT base by default)."""
+
+    def run(ctx: RunContext) -> dict[str, float]:
+        cfg, device, dtype = ctx.cfg, ctx.device, ctx.dtype
+        base = start_checkpoint(cfg, ctx.task, device, dtype, ctx.logger, ctx.run_dir)
+        ctx.info["base_checkpoint"] = base
+        policy, tokenizer = (
+            load_policy(base, device, dtype, cfg.model.get("chat_template", "auto"))
+            if base is not None
+            else init_model(cfg, device, dtype)
+        )
+        final = method(cfg, ctx.task, policy, tokenizer, ctx.logger, ctx.run_dir)
+        print_base_to_final(ctx.run_dir, final)
+        return final
+
+    return run

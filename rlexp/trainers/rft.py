@@ -7,19 +7,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from omegaconf import DictConfig
 
 from rlexp.data.prompts import PromptStream
 from rlexp.data.tasks.base import Problem, Task
+from rlexp.runtime.errors import check
 from rlexp.runtime.tracking import RunLogger
+from rlexp.trainers.kinds import TRAINERS, AlgorithmConfig, TrainerKind
 from rlexp.trainers.offline import (
     SampleGroup,
+    offline_entry,
     offline_loop,
     sample_groups,
     sampling_stats,
     save_final,
     training_prompts,
+    validate_offline,
     warmup_adamw,
 )
 from rlexp.trainers.sft import encode_examples, sft_update
@@ -89,3 +95,32 @@ def run_rft(
     )
     save_final(run_dir, cfg.steps, policy, tokenizer, logger)
     return final | stats
+
+
+@dataclass
+class RFTConfig:
+    """Rejection-sampling fine-tuning (theory.md §5): SFT on the start model's own correct samples."""
+
+    k: int = 8  # completions sampled per training prompt
+    n_prompts: int = 1024  # training prompts sampled
+    batch_size: int = 64  # kept completions per optimizer step
+    warmup_steps: int = 0  # linear warm-up of algorithm.lr over the first steps
+
+
+@dataclass
+class RFTAlgorithmConfig(AlgorithmConfig):
+    trainer: str = "rft"
+    rft: RFTConfig = field(default_factory=RFTConfig)
+
+
+def validate_rft(cfg: DictConfig) -> None:
+    r = cfg.algorithm.rft
+    validate_offline(cfg)
+    check(r.k >= 1, f"algorithm.rft.k={r.k} must be >= 1")
+    check(r.n_prompts >= 1, f"algorithm.rft.n_prompts={r.n_prompts} must be >= 1")
+    check(r.batch_size >= 1, f"algorithm.rft.batch_size={r.batch_size} must be >= 1")
+
+
+TRAINERS.register("rft")(
+    TrainerKind(schema=RFTAlgorithmConfig, validate=validate_rft, run=offline_entry(run_rft))
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from rlexp.data.tasks.base import Task
 from rlexp.evaluation.heldout import heldout_eval
 from rlexp.models.build import init_model
 from rlexp.runtime.checkpoint import atomic_dir, commit_dir
+from rlexp.trainers.kinds import TRAINERS, AlgorithmConfig, RunContext, TrainerKind
 from rlexp.trainers.sft import HELDOUT_PROBLEMS, heldout_loss_floor, train_sft
 
 SFT_FORMAT_VERSION = 1  # bump when the SFT recipe's code changes what it produces
@@ -136,3 +138,35 @@ def start_checkpoint(
     if cfg.model.sft_first:
         return str(ensure_sft_base(cfg, task, device, dtype, logger, run_dir))
     return cfg.model.path if cfg.model.name == "hf" else None
+
+
+@dataclass
+class SFTAlgorithmConfig(AlgorithmConfig):
+    """``algorithm=sft``: its recipe is the top-level ``sft:`` section (shared with the SFT base
+    that RL runs train on demand)."""
+
+    trainer: str = "sft"
+
+
+def validate_sft(cfg: DictConfig) -> None:
+    """Nothing beyond the checks every run shares (``sft.*`` among them)."""
+
+
+def run_sft(ctx: RunContext) -> dict[str, float]:
+    """``algorithm=sft``: train the base by SFT and save it as ``<run_dir>/final``."""
+    run_dir, logger = ctx.run_dir, ctx.logger
+    model, tokenizer, final = sft_stage(
+        ctx.cfg, ctx.task, ctx.device, ctx.dtype, lambda row: logger.log(row, "sft_metrics.jsonl")
+    )
+    tmp = atomic_dir(run_dir / "final")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    commit_dir(tmp, run_dir / "final")
+    print(
+        f"SFT model saved to {run_dir / 'final'}: held-out loss {final['sft/heldout_loss']:.4f}, "
+        f"sampled accuracy {final.get('sft/sampled_accuracy', float('nan')):.3f}"
+    )
+    return final
+
+
+TRAINERS.register("sft")(TrainerKind(schema=SFTAlgorithmConfig, validate=validate_sft, run=run_sft))

@@ -1,0 +1,265 @@
+"""The ``rl`` trainer kind: its schema (``algorithm:`` of PPO, GRPO, DAPO, ...), the checks of
+its combinations, and its entry point, which builds policy, critic and reference and runs
+``rlexp.trainers.rl.RLTrainer``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig
+
+from rlexp.algos.advantages import ADVANTAGES, estimator_requirements
+from rlexp.algos.kl import KL_ESTIMATORS
+from rlexp.algos.losses import AGG_MODES, POLICY_LOSSES
+from rlexp.models.build import init_model
+from rlexp.models.load import load_policy
+from rlexp.models.lora import apply_lora
+from rlexp.models.reference import build_reference
+from rlexp.models.value import ValueModel
+from rlexp.runtime.distributed import broadcast_module, broadcast_object, env_world_size, is_main
+from rlexp.runtime.errors import check, check_unit_interval
+from rlexp.trainers.kinds import (
+    TRAINERS,
+    AlgorithmConfig,
+    RunContext,
+    TrainerKind,
+    print_base_to_final,
+)
+from rlexp.trainers.rl import RLTrainer
+from rlexp.trainers.sft_base import start_checkpoint
+
+KL_PLACEMENTS = ("reward", "loss", "none")
+
+
+@dataclass
+class KLConfig:
+    """KL to the frozen reference (theory.md §4). Estimator and placement are separate settings."""
+
+    coef: float = 0.0  # β; 0 turns the penalty off
+    estimator: str = "k3"  # k1 | k2 | k3
+    placement: str = "none"  # "reward" (r_t -= β·KL_t, PPO style) | "loss" (GRPO style) | "none"
+
+
+@dataclass
+class CriticConfig:
+    """A learned value function V(s_t): the policy's architecture with a scalar head."""
+
+    enabled: bool = False
+    lr: float = 1e-4
+    value_clip: float | None = 0.2  # cliprange_value; null disables value clipping
+    lam: float | None = None  # λ of the value targets; null = the advantage's λ
+
+
+@dataclass
+class OverlongConfig:
+    """DAPO's overlong reward shaping: a length penalty added to the outcome reward."""
+
+    enabled: bool = False
+    max_len: int | None = None  # L_max; null = rollout.max_new_tokens
+    cache_len: int = 8  # L_cache, the soft window before L_max
+
+
+@dataclass
+class RLAlgorithmConfig(AlgorithmConfig):
+    """Online RL: how one rollout batch turns into parameter updates."""
+
+    trainer: str = "rl"
+    policy_loss: str = "ppo_clip"  # registry name in rlexp.algos.losses.POLICY_LOSSES
+    clip_low: float = 0.2  # ε_low: ratio floor 1 - ε_low
+    clip_high: float = 0.2  # ε_high: ratio ceiling 1 + ε_high
+    dual_clip: float | None = None  # c > 1 bounds the loss of A < 0 tokens by -c·A
+    loss_agg: str = "token-mean"  # see rlexp.algos.losses.aggregate
+    norm_len: int | None = None  # constant divisor for seq-mean-token-sum-norm
+    group_size: int = 1  # samples per prompt (G)
+    prompts_per_step: int = 32
+    epochs: int = 1  # passes over each rollout batch (μ / PPO epochs)
+    minibatch_size: int | None = None  # samples per optimizer step; null = the whole batch
+    entropy_coef: float = 0.0
+    vf_coef: float = 1.0
+    dynamic_sampling: bool = False  # drop groups whose samples are all right or all wrong
+    max_sampling_rounds: int = 4  # cap on draws per step when dynamic sampling refills the batch
+    overlong: OverlongConfig = field(default_factory=OverlongConfig)
+    kl: KLConfig = field(default_factory=KLConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+
+
+def validate_rl(cfg: DictConfig) -> None:
+    """The combinations of advantage, loss, batch sizes, KL and sampling an RL run can use."""
+    _validate_world(cfg.algorithm, env_world_size())
+    _validate_advantage(cfg)
+    _validate_policy_update(cfg.algorithm)
+    _validate_batch_sizes(cfg.algorithm)
+    _validate_kl(cfg)
+    _validate_sampling(cfg)
+
+
+def _validate_world(algo: DictConfig, world: int) -> None:
+    """Data parallelism (torchrun, ``world`` processes) splits whole groups evenly over ranks."""
+    if world <= 1:
+        return
+    check(
+        algo.prompts_per_step % world == 0,
+        f"algorithm.prompts_per_step={algo.prompts_per_step} must divide by the {world} "
+        "data-parallel processes (each rank samples whole groups for an equal share of prompts)",
+    )
+    check(
+        not algo.minibatch_size or algo.minibatch_size % world == 0,
+        f"algorithm.minibatch_size={algo.minibatch_size} must divide by the {world} "
+        "data-parallel processes (each rank takes an equal share of every minibatch)",
+    )
+
+
+def _validate_advantage(cfg: DictConfig) -> None:
+    algo, adv = cfg.algorithm, cfg.advantage
+    check(adv.name in ADVANTAGES, f"advantage={adv.name} is unknown; choose: {ADVANTAGES.names()}")
+    needs = estimator_requirements(adv.name)
+    for key in ("gamma", "lam"):
+        if key in adv:
+            check_unit_interval(f"advantage.{key}", adv[key])
+    if algo.critic.lam is not None:
+        check_unit_interval("algorithm.critic.lam", algo.critic.lam)
+    check(
+        not needs.critic or algo.critic.enabled,
+        f"advantage={adv.name} needs a critic, but algorithm={algo.name} has none "
+        "(set algorithm.critic.enabled=true, or use algorithm=ppo)",
+    )
+    check(
+        needs.critic or not algo.critic.enabled,
+        f"algorithm.critic.enabled=true but advantage={adv.name} never reads the critic's values "
+        "(use advantage=gae, or algorithm.critic.enabled=false)",
+    )
+    check(
+        not needs.groups or algo.group_size >= 2,
+        f"advantage={adv.name} compares samples within a group, so algorithm.group_size must be "
+        f">= 2 (got {algo.group_size})",
+    )
+
+
+def _validate_policy_update(algo: DictConfig) -> None:
+    check(
+        algo.policy_loss in POLICY_LOSSES,
+        f"algorithm.policy_loss={algo.policy_loss} is unknown; choose: {POLICY_LOSSES.names()}",
+    )
+    check(
+        algo.loss_agg in AGG_MODES,
+        f"algorithm.loss_agg={algo.loss_agg} is unknown; choose: {list(AGG_MODES)}",
+    )
+    check(algo.clip_low > 0, f"algorithm.clip_low={algo.clip_low} must be > 0 (ε > 0)")
+    check(algo.clip_high > 0, f"algorithm.clip_high={algo.clip_high} must be > 0 (ε > 0)")
+    check(algo.clip_low < 1, f"algorithm.clip_low={algo.clip_low} must be < 1")
+    check(
+        algo.dual_clip is None or algo.dual_clip > 1,
+        f"algorithm.dual_clip={algo.dual_clip} must be > 1 (or null)",
+    )
+    check(algo.epochs >= 1, f"algorithm.epochs={algo.epochs} must be >= 1")
+    check(algo.lr > 0, f"algorithm.lr={algo.lr} must be > 0")
+    check(algo.entropy_coef >= 0, f"algorithm.entropy_coef={algo.entropy_coef} must be >= 0")
+
+
+def _validate_batch_sizes(algo: DictConfig) -> None:
+    check(algo.group_size >= 1, f"algorithm.group_size={algo.group_size} must be >= 1")
+    check(algo.prompts_per_step >= 1, "algorithm.prompts_per_step must be >= 1")
+    batch = algo.group_size * algo.prompts_per_step
+    minibatch = algo.minibatch_size or batch
+    check(
+        minibatch >= 1 and batch % minibatch == 0,
+        f"algorithm.minibatch_size={minibatch} must divide the rollout batch "
+        f"(prompts_per_step × group_size = {algo.prompts_per_step} × {algo.group_size} = {batch})",
+    )
+    micro = min(algo.micro_batch_size, minibatch)
+    check(
+        micro >= 1 and minibatch % micro == 0,
+        f"algorithm.micro_batch_size={algo.micro_batch_size} must divide "
+        f"algorithm.minibatch_size={minibatch}",
+    )
+
+
+def _validate_kl(cfg: DictConfig) -> None:
+    kl, adv = cfg.algorithm.kl, cfg.advantage
+    check(kl.estimator in KL_ESTIMATORS, f"algorithm.kl.estimator={kl.estimator}: use k1, k2 or k3")
+    check(
+        kl.placement in KL_PLACEMENTS, f"algorithm.kl.placement={kl.placement}: use {KL_PLACEMENTS}"
+    )
+    check(kl.coef >= 0, f"algorithm.kl.coef={kl.coef} must be >= 0")
+    check(
+        kl.coef == 0 or kl.placement != "none",
+        f"algorithm.kl.coef={kl.coef} is set but algorithm.kl.placement=none, so it would do "
+        "nothing; set algorithm.kl.placement=loss or reward, or algorithm.kl.coef=0",
+    )
+    check(
+        kl.coef == 0 or kl.placement != "reward" or estimator_requirements(adv.name).token_rewards,
+        f"algorithm.kl.placement=reward has no effect with advantage={adv.name}, which reads only "
+        "the sequence score; use algorithm.kl.placement=loss (or an advantage over token rewards)",
+    )
+
+
+def _validate_sampling(cfg: DictConfig) -> None:
+    algo = cfg.algorithm
+    check(
+        not algo.dynamic_sampling or algo.group_size >= 2,
+        "algorithm.dynamic_sampling=true drops groups whose samples all agree, so it needs "
+        f"algorithm.group_size >= 2 (got {algo.group_size})",
+    )
+    check(algo.max_sampling_rounds >= 1, "algorithm.max_sampling_rounds must be >= 1")
+    if algo.overlong.enabled:
+        max_len = algo.overlong.max_len or cfg.rollout.max_new_tokens
+        check(
+            0 < algo.overlong.cache_len <= max_len,
+            f"algorithm.overlong.cache_len={algo.overlong.cache_len} must lie in (0, max_len={max_len}]",
+        )
+        check(
+            max_len <= cfg.rollout.max_new_tokens,
+            f"algorithm.overlong.max_len={max_len} exceeds rollout.max_new_tokens="
+            f"{cfg.rollout.max_new_tokens}: no completion could reach it",
+        )
+
+
+def run_rl(ctx: RunContext) -> dict[str, float]:
+    """Online RL from the start model (or the checkpoint ``ctx.resume_from``)."""
+    cfg, task, device, dtype = ctx.cfg, ctx.task, ctx.device, ctx.dtype
+    logger, run_dir, resume_from, info = ctx.logger, ctx.run_dir, ctx.resume_from, ctx.info
+    # Also on resume (a killed run never wrote it to run_info.json): it is the KL reference.
+    # Data parallel: rank 0 trains a missing SFT base while the others wait.
+    base = start_checkpoint(cfg, task, device, dtype, logger, run_dir) if is_main() else None
+    base = info["base_checkpoint"] = broadcast_object(base)
+    chat = cfg.model.get("chat_template", "auto")
+    if resume_from is not None:
+        policy, tokenizer = load_policy(resume_from / "policy", device, dtype, chat)
+    elif base is not None:
+        policy, tokenizer = load_policy(base, device, dtype, chat)
+    else:
+        policy, tokenizer = init_model(cfg, device, dtype)
+    critic = None
+    if cfg.algorithm.critic.enabled:  # a full critic from the start model, also with LoRA
+        critic = (
+            ValueModel.from_pretrained(resume_from / "critic", device, dtype)
+            if resume_from
+            else ValueModel.from_policy(policy)
+        )
+        broadcast_module(critic)  # data parallel: every rank starts from rank 0's weights
+    policy = apply_lora(policy, cfg.model.get("lora"))  # a resumed LoRA policy has its adapter
+    broadcast_module(policy)
+    # the frozen reference is the start model, also after a resume (the same on every rank)
+    ref_model = build_reference(cfg, policy, base, device, dtype)
+    trainer = RLTrainer(
+        cfg, run_dir, policy, tokenizer, task, logger, ref_model=ref_model, critic=critic
+    )
+    if resume_from is not None:
+        trainer.restore(resume_from)
+    final = trainer.run()
+    if is_main():
+        print_base_to_final(run_dir, final)
+    return final
+
+
+TRAINERS.register("rl")(
+    TrainerKind(
+        schema=RLAlgorithmConfig,
+        validate=validate_rl,
+        run=run_rl,
+        data_parallel=True,
+        resumable=True,
+        lora=True,
+        kl_reference=True,
+    )
+)
