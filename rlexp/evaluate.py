@@ -6,10 +6,12 @@ from __future__ import annotations
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from rlexp.config import register_configs
-from rlexp.evaluation.samples import run_eval
+from rlexp.config.schema import RolloutConfig
+from rlexp.evaluation.samples import job_from_run, run_eval
 from rlexp.runtime.errors import ConfigError
 from rlexp.runtime.paths import CONF_DIR
 
@@ -19,6 +21,11 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
     try:
+        if cfg.run_dir and any(
+            o.split("=")[0].lstrip("+~").startswith("task") for o in _overrides()
+        ):
+            raise ConfigError("run_dir= evaluates the run's own task; drop the task overrides")
+        cfg = job_from_run(cfg, RolloutConfig.max_new_tokens)
         summary = run_eval(cfg)
     except (FileNotFoundError, ConfigError) as err:  # ConfigError: a bad task data file
         print(f"rlexp-eval: {err}", file=sys.stderr)
@@ -27,3 +34,7 @@ def main(cfg: DictConfig) -> None:
         f"{summary['model']}: accuracy {summary['accuracy']:.3f}, pass@{summary['n_samples']} "
         f"{summary['pass@n']:.3f} over {summary['n_problems']} problems -> {cfg.output_dir}"
     )
+
+
+def _overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []

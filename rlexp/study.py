@@ -14,6 +14,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from analysis.study import analyze_study
+from rlexp.config.schema import EvalJobConfig
 from rlexp.evaluation.samples import run_eval
 from rlexp.runtime.checkpoint import latest_checkpoint
 from rlexp.runtime.paths import CONF_DIR
@@ -22,9 +23,11 @@ from rlexp.train import main_guard, run
 
 def _eval_cfg(cfg: DictConfig, checkpoint: str, label: str, seed: int, out: Path) -> DictConfig:
     s = cfg.study
-    return OmegaConf.create(
+    job = OmegaConf.structured(EvalJobConfig)
+    job.task = OmegaConf.to_container(cfg.task, resolve=True)
+    return OmegaConf.merge(
+        job,
         {
-            "task": OmegaConf.to_container(cfg.task, resolve=True),
             "checkpoint": checkpoint,
             "label": label,
             "seed": seed,
@@ -36,11 +39,10 @@ def _eval_cfg(cfg: DictConfig, checkpoint: str, label: str, seed: int, out: Path
             "greedy": False,
             "max_new_tokens": cfg.rollout.max_new_tokens,
             "batch_size": s.batch_size,
-            "chunk_problems": 50,
             "output_dir": str(out),
             "device": cfg.device,
             "dtype": cfg.model.get("dtype", "auto"),
-        }
+        },
     )
 
 

@@ -18,6 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.config import register_configs
+from rlexp.config.resume import resumed_config
 from rlexp.config.validate import validate
 from rlexp.data.tasks import build_task
 from rlexp.models.load import resolve_device, resolve_dtype
@@ -72,6 +73,9 @@ def _write_json(path: Path, data: dict) -> None:
 
 def run(cfg: DictConfig) -> float:
     """Run one composed config (the function tests call with Hydra's compose API)."""
+    if cfg.resume:  # the run's own settings, from its config.yaml
+        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else None
+        cfg = resumed_config(cfg, Path(cfg.output_dir), overrides)
     validate(cfg)
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,14 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from omegaconf import OmegaConf
 
-from rlexp.evaluation.samples import COLUMNS, run_eval
+from rlexp.config.schema import EvalJobConfig
+from rlexp.evaluation.samples import COLUMNS, job_from_run, run_eval
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
+from rlexp.runtime.errors import ConfigError
 
 
 def _checkpoint(tmp_path: Path) -> Path:
@@ -81,3 +84,33 @@ def test_greedy_eval_has_one_sample_per_problem(tmp_path: Path) -> None:
     out = tmp_path / "eval"
     run_eval(_cfg(_checkpoint(tmp_path), out, greedy=True))
     assert len(pd.read_parquet(out / "samples.parquet")) == 7
+
+
+def _job(**kw):
+    job = OmegaConf.structured(EvalJobConfig)
+    job.task = {"name": "arithmetic"}
+    return OmegaConf.merge(job, {"output_dir": "unused"} | kw)
+
+
+def test_a_run_is_evaluated_with_its_own_task_budget_and_final_policy(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step_000004" / "policy").mkdir(parents=True)
+    (run / "checkpoints" / "step_000008" / "policy").mkdir(parents=True)
+    task = {"name": "arithmetic", "n_terms": 4, "digits": 1}
+    OmegaConf.save({"task": task, "rollout": {"max_new_tokens": 17}}, run / "config.yaml")
+    job = job_from_run(_job(run_dir=str(run)), default_max_new_tokens=40)
+    assert job.task == task and job.max_new_tokens == 17
+    assert job.checkpoint == str(run / "checkpoints" / "step_000008" / "policy")
+    (run / "final").mkdir()
+    assert job_from_run(_job(run_dir=str(run)), 40).checkpoint == str(run / "final")
+    explicit = job_from_run(_job(run_dir=str(run), checkpoint="x", max_new_tokens=5), 40)
+    assert (explicit.checkpoint, explicit.max_new_tokens) == ("x", 5)
+    # without a run: the schema's generation budget, the one training uses by default
+    assert job_from_run(_job(checkpoint="x"), 40).max_new_tokens == 40
+
+
+def test_eval_without_a_run_or_a_checkpoint_is_one_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs run_dir=<training run> or checkpoint="):
+        job_from_run(_job(), 40)
+    with pytest.raises(ConfigError, match="holds no config.yaml"):
+        job_from_run(_job(run_dir=str(tmp_path)), 40)

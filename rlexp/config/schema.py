@@ -135,7 +135,7 @@ class LoggerConfig:
 class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
-    max_new_tokens: int = 48
+    max_new_tokens: int = 40
 
 
 @dataclass
@@ -143,7 +143,7 @@ class EvalConfig:
     """Held-out evaluation: its own sampling settings, scored by the task's verifier."""
 
     n_problems: int = 200
-    n_samples: int = 4
+    n_samples: int = 8
     temperature: float = 1.0
     top_p: float = 1.0
     greedy: bool = True  # also report greedy accuracy
@@ -153,9 +153,10 @@ class EvalConfig:
 
 @dataclass
 class SFTConfig:
-    """The supervised stage that produces the RL base ("Instruct") model."""
+    """The supervised stage that produces the RL base ("Instruct") model. 800 steps reach the
+    plateau set by the task's carry slips (the held-out loss flattens near its imitation floor)."""
 
-    steps: int = 1000
+    steps: int = 800
     batch_size: int = 128
     lr: float = 3e-3
     warmup_steps: int = 50
@@ -191,12 +192,12 @@ class RootConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
     seed: int = 0
-    steps: int = 100
-    eval_every: int = 25
-    save_every: int = 50
-    output_dir: str = MISSING
-    cache_dir: str = ".cache/rlexp"
-    resume: bool = False
+    steps: int = 100  # RL updates (one rollout batch each); offline methods: optimizer steps
+    eval_every: int = 25  # held-out evaluation period, in steps (also at step 0 and at the end)
+    save_every: int = 50  # checkpoint period, in steps (also at the end)
+    output_dir: str = "${hydra:runtime.output_dir}"
+    cache_dir: str = "${oc.env:RLEXP_CACHE_DIR,.cache/rlexp}"  # SFT bases, keyed by config hash
+    resume: bool = False  # continue the newest checkpoint in output_dir
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch threads; 0 = auto: cores // n_jobs under joblib, else torch's
 
@@ -206,7 +207,10 @@ class EvalJobConfig:
     """``rlexp-eval``: n samples per held-out problem from one checkpoint, scored by the verifier."""
 
     task: Any = MISSING
-    checkpoint: str = MISSING  # a save_pretrained folder (run_dir/checkpoints/step_N/policy, ...)
+    # A training run's folder: the task and the generation budget are the run's (its config.yaml),
+    # and checkpoint defaults to its final policy (final/, else its newest checkpoint).
+    run_dir: str | None = None
+    checkpoint: str | None = None  # a save_pretrained folder; null: run_dir's final policy
     label: str = "model"  # the model's name in tables and figures (e.g. SFT, RL)
     seed: int = 0
     split: str = "test"  # test | train
@@ -215,10 +219,12 @@ class EvalJobConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     greedy: bool = False  # one greedy completion per problem instead of n samples
-    max_new_tokens: int = 48
+    max_new_tokens: int | None = (
+        None  # null: run_dir's rollout.max_new_tokens, else RolloutConfig's
+    )
     batch_size: int = 1024  # completions per sampling call
     chunk_problems: int = 50  # problems per written part; a restart resumes at the next part
-    output_dir: str = MISSING
+    output_dir: str = "${hydra:runtime.output_dir}"
     device: str = "auto"
     dtype: str = "auto"
 

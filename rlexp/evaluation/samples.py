@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlexp.data.tasks import Task, build_task
 from rlexp.evaluation.heldout import generate_texts
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
+from rlexp.runtime.errors import ConfigError
 
 COLUMNS = ["problem_id", "sample_idx", "completion", "answer", "gold", "correct", "length"]
 
@@ -75,6 +76,36 @@ def evaluate_checkpoint(cfg: DictConfig, task: Task, out_dir: Path) -> pd.DataFr
     )
 
 
+def job_from_run(cfg: DictConfig, default_max_new_tokens: int) -> DictConfig:
+    """The evaluation job with the settings a run was trained with: with ``run_dir``, its
+    ``config.yaml``'s task and ``rollout.max_new_tokens``, and its final policy as the default
+    checkpoint (``final/``, else its newest ``checkpoints/step_N/policy``)."""
+    job = cfg.copy()
+    if not cfg.run_dir:
+        if cfg.checkpoint is None:
+            raise ConfigError(
+                "rlexp-eval needs run_dir=<training run> or checkpoint=<model folder>"
+            )
+        if cfg.max_new_tokens is None:
+            job.max_new_tokens = default_max_new_tokens
+        return job
+    run_dir = Path(cfg.run_dir)
+    saved = run_dir / "config.yaml"
+    if not saved.is_file():
+        raise ConfigError(f"run_dir={cfg.run_dir} holds no config.yaml (not a training run)")
+    run = OmegaConf.load(saved)
+    job.task = run.task
+    if cfg.max_new_tokens is None:
+        job.max_new_tokens = run.rollout.max_new_tokens
+    if cfg.checkpoint is None:
+        steps = sorted((run_dir / "checkpoints").glob("step_*/policy"))
+        final = run_dir / "final"
+        if not final.is_dir() and not steps:
+            raise ConfigError(f"run_dir={cfg.run_dir} holds no final/ and no checkpoints/")
+        job.checkpoint = str(final if final.is_dir() else steps[-1])
+    return job
+
+
 def run_eval(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -91,6 +122,8 @@ def run_eval(cfg: DictConfig) -> dict:
         "model": cfg.label,
         "seed": cfg.seed,
         "checkpoint": str(cfg.checkpoint),
+        "run_dir": cfg.get("run_dir"),
+        "max_new_tokens": cfg.max_new_tokens,
         "task": OmegaConf.to_container(cfg.task, resolve=True),
         "n_problems": int(df["problem_id"].nunique()),
         "n_samples": 1 if cfg.greedy else cfg.n_samples,
