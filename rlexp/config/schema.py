@@ -13,6 +13,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from rlexp.data.tasks.jsonl import DATASET_DEFAULTS
 from rlexp.trainers import TRAINERS
 
 
@@ -108,15 +109,17 @@ class ArithmeticTaskConfig:
 
 @dataclass
 class JsonlTaskConfig:
-    """Math problems from local JSONL files (rlexp.data.tasks.jsonl); defaults are GSM8K's."""
+    """Math problems from local JSONL files (rlexp.data.tasks.jsonl). Each data set's field names,
+    prompt and answer format come from ``DATASET_DEFAULTS`` there (``gsm8k_schema``,
+    ``math_schema``)."""
 
-    name: str = "gsm8k"
+    name: str = MISSING
     train_file: str = MISSING  # one JSON object per line
     test_file: str = MISSING
-    question_key: str = "question"
-    answer_key: str = "answer"  # the worked solution: the SFT target, holding the final answer
-    prompt_template: str = "Question: {question}\nAnswer:\n"  # {question} is replaced
-    answer_format: str = "hash_number"  # hash_number (#### 72) | boxed (last \boxed{...})
+    question_key: str = MISSING
+    answer_key: str = MISSING  # the worked solution: the SFT target, holding the final answer
+    prompt_template: str = MISSING  # {question} is replaced
+    answer_format: str = MISSING  # hash_number (#### 72) | boxed (last \boxed{...})
     n_train: int | None = None  # the first n problems of train_file; null: all
     n_test: int | None = None
 
@@ -245,13 +248,6 @@ def register_schemas() -> None:
     cs.store(group="model", name="hf_schema", node=HFModelConfig)
     cs.store(group="reward", name="reward_schema", node=RewardConfig)
     cs.store(group="task", name="arithmetic_schema", node=ArithmeticTaskConfig)
-    cs.store(group="task", name="gsm8k_schema", node=JsonlTaskConfig)
-    math = JsonlTaskConfig(
-        name="math",
-        question_key="problem",
-        answer_key="solution",
-        prompt_template="Problem: {question}\nSolution:\n",
-        answer_format="boxed",
-    )
-    cs.store(group="task", name="math_schema", node=math)
+    for name, fields in DATASET_DEFAULTS.items():  # gsm8k_schema, math_schema
+        cs.store(group="task", name=f"{name}_schema", node=JsonlTaskConfig(name=name, **fields))
     cs.store(group="logger", name="logger_schema", node=LoggerConfig)
