@@ -17,6 +17,7 @@ from torch import Tensor
 from rlexp.algos.advantages import ADVANTAGES, AdvantageInputs, gae
 from rlexp.algos.diagnostics import advantage_diagnostics, mc_advantages
 from rlexp.algos.kl import kl_estimate
+from rlexp.algos.masks import real_mask
 from rlexp.data.prompts import decode_completions, encode_prompts
 from rlexp.data.tasks.base import Problem, Task
 from rlexp.models.logprobs import build_attention_inputs, completion_logprobs
@@ -210,7 +211,9 @@ def collect(
 def add_kl_penalty(batch: RolloutBatch, coef: float, estimator: str) -> None:
     """PPO-style shaping: r_t ← r_t − β·KL_t on every real token (theory.md §1)."""
     kl = torch.where(
-        batch.completion_mask > 0, kl_estimate(batch.old_logp, batch.ref_logp, estimator), 0.0
+        real_mask(batch.completion_mask),
+        kl_estimate(batch.old_logp, batch.ref_logp, estimator),
+        0.0,
     )
     batch.token_rewards = batch.token_rewards - coef * kl
 
@@ -244,7 +247,7 @@ def rollout_stats(batch: RolloutBatch, gamma: float = 1.0) -> dict[str, float]:
     Under data parallelism the statistics are those of the global batch (every rank's shard;
     the Monte-Carlo agreement is the mean of the ranks' values)."""
     lengths = batch.completion_mask.sum(1)
-    real = batch.completion_mask > 0
+    real = real_mask(batch.completion_mask)
     adv = batch.advantages[real] if batch.advantages is not None else real.new_zeros(1).float()
     _, reward_mean, reward_std = global_mean_std(batch.scores)
     flat_groups, n_groups = _flat_groups(batch)

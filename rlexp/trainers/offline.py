@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from rlexp.data.tasks.base import Problem, Task
 from rlexp.evaluation.heldout import generate_texts, heldout_eval
 from rlexp.runtime.checkpoint import WithTokenizer, save_checkpoint
+from rlexp.runtime.guards import check_finite_metrics
 from rlexp.runtime.tracking import RunLogger
 
 
@@ -104,18 +105,12 @@ def offline_loop(
             t0 = time.perf_counter()
             row |= update()
             row["time/step"] = time.perf_counter() - t0
-            _check_finite(row, step)
+            check_finite_metrics(row, ("loss/dpo", "loss/sft"), f" at step {step}")
             bar.update(1)
             bar.set_postfix(loss=f"{row.get('loss/dpo', row.get('loss/sft', math.nan)):.3f}")
         logger.log(row)
     bar.close()
     return last_eval
-
-
-def _check_finite(row: dict[str, float], step: int) -> None:
-    for key in ("loss/dpo", "loss/sft"):
-        if key in row and not math.isfinite(row[key]):
-            raise FloatingPointError(f"non-finite {key} = {row[key]} at step {step}")
 
 
 def save_final(run_dir: Path, step: int, policy, tokenizer, logger: RunLogger) -> Path:
