@@ -20,7 +20,8 @@ from rlexp.algos.kl import kl_estimate
 from rlexp.algos.masks import real_mask
 from rlexp.data.prompts import decode_completions, encode_prompts
 from rlexp.data.tasks.base import Problem, Task
-from rlexp.models.logprobs import build_attention_inputs, completion_logprobs
+from rlexp.models.logprobs import completion_logprobs
+from rlexp.models.value import completion_values
 from rlexp.rollout.batch import RolloutBatch, last_token_rewards, pad_to_width
 from rlexp.rollout.rewards import is_correct, score_components, weighted_sum
 from rlexp.rollout.sampler import Samples, sample
@@ -92,15 +93,15 @@ def _concat_samples(parts: list[Samples], pad_id: int) -> Samples:
 
 @torch.no_grad()
 def critic_values(critic, batch_like) -> Tensor:
-    """V(s_t) for each completion token t: the value at the position that predicts token t."""
-    ids, attn, pos = build_attention_inputs(
+    """V(s_t) for each completion token t (``completion_values``), 0 at padding."""
+    values = completion_values(
+        critic,
         batch_like.prompt_ids,
         batch_like.prompt_mask,
         batch_like.completion_ids,
         batch_like.completion_mask,
     )
-    p, t = batch_like.prompt_ids.shape[1], batch_like.completion_ids.shape[1]
-    return critic(ids, attn, pos)[:, p - 1 : p + t - 1].float() * batch_like.completion_mask
+    return values * batch_like.completion_mask
 
 
 def score_samples(

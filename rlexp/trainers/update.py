@@ -22,7 +22,8 @@ from rlexp.algos.diagnostics import explained_variance, explained_variance_from_
 from rlexp.algos.kl import kl_estimate
 from rlexp.algos.losses import POLICY_LOSSES, aggregate, aggregation_denominator, value_loss
 from rlexp.algos.masks import real_mask
-from rlexp.models.logprobs import build_attention_inputs, completion_logprobs
+from rlexp.models.logprobs import completion_logprobs
+from rlexp.models.value import completion_values
 from rlexp.rollout.batch import RolloutBatch
 from rlexp.runtime.distributed import (
     all_gather_objects,
@@ -195,11 +196,9 @@ def critic_update(
             sums: dict[str, float] = {"critic/value_loss": 0.0}
             for idx in micro_idx:
                 mb = batch.select(idx)
-                ids, attn, pos = build_attention_inputs(
-                    mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask
+                values = completion_values(
+                    critic, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask
                 )
-                p, t = mb.prompt_ids.shape[1], mb.completion_ids.shape[1]
-                values = critic(ids, attn, pos)[:, p - 1 : p + t - 1].float()
                 loss, stats = value_loss(
                     values,
                     mb.values,
