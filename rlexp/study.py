@@ -17,6 +17,7 @@ from analysis.study import analyze_study
 from rlexp.config.schema import EvalJobConfig
 from rlexp.evaluation.samples import run_eval
 from rlexp.runtime.checkpoint import latest_checkpoint
+from rlexp.runtime.io import atomic_write_json
 from rlexp.runtime.paths import CONF_DIR
 from rlexp.train import main_guard, run
 
@@ -70,7 +71,7 @@ def run_study(cfg: DictConfig) -> dict:
     if not (sft_eval / "summary.json").exists():
         print(run_eval(_eval_cfg(cfg, base, "SFT", cfg.study.seeds[0], sft_eval)))
     study = {"ks": list(cfg.study.ks), "seeds": list(cfg.study.seeds), "base_checkpoint": base}
-    (study_dir / "study.json").write_text(json.dumps(study, indent=2))
+    atomic_write_json(study_dir / "study.json", study)
     result = analyze_study(study_dir)
     print((study_dir / "report.md").read_text())
     return result

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
+from rlexp.algos.diagnostics import explained_variance
 from rlexp.algos.losses import (
     AGG_MODES,
     POLICY_LOSSES,
     aggregate,
     aggregation_denominator,
-    explained_variance,
     gspo_policy_loss,
     ppo_policy_loss,
     value_loss,

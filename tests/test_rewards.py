@@ -3,7 +3,7 @@
 import pytest
 
 from rlexp.data.tasks import Problem, build_task
-from rlexp.rollout.rewards import REWARDS, is_correct, make_reward, score_components
+from rlexp.rollout.rewards import REWARDS, is_correct, score_components, weighted_sum
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +37,10 @@ def test_exact_match_and_format(task):
 def test_weighted_sum_and_components(task):
     problems = [P] * len(COMPLETIONS)
     weights = {"exact_match": 1.0, "format": 0.1}
-    reward = make_reward(weights)
-    assert reward(COMPLETIONS, problems, task) == pytest.approx([1.1, 1.1, 0.1, 0, 0, 0, 0])
     parts = score_components(COMPLETIONS, problems, task, weights)
     assert parts == {"exact_match": [1, 1, 0, 0, 0, 0, 0], "format": [1, 1, 1, 0, 0, 0, 0]}
-    assert reward([], [], task) == []
+    assert weighted_sum(parts, weights) == pytest.approx([1.1, 1.1, 0.1, 0, 0, 0, 0])
+    assert weighted_sum(score_components([], [], task, weights), weights) == []
 
 
 def test_per_problem_gold(task):
@@ -52,9 +51,7 @@ def test_per_problem_gold(task):
 
 
 def test_errors_are_clear(task):
-    with pytest.raises(KeyError, match="exact_match"):
-        make_reward({"nope": 1.0})
-    with pytest.raises(ValueError):
-        make_reward({})
+    with pytest.raises(KeyError, match="exact_match"):  # an unknown reward lists the choices
+        score_components(["####1"], [P], task, {"nope": 1.0})
     with pytest.raises(ValueError):
         REWARDS.get("format")(["####1"], [], task)

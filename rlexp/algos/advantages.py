@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rlexp.algos.masks import local_mean_std, real_mask
 from rlexp.runtime.registry import Registry
 
 # Spread below FLAT_RTOL * max(1, |mean|) counts as none: scores equal up to float rounding
@@ -32,23 +33,22 @@ def _flat_tol(dtype: torch.dtype) -> float:
     return max(FLAT_RTOL, 4 * torch.finfo(dtype).eps)
 
 
-MeanStd = Callable[[Tensor], tuple[int, Tensor, Tensor]]  # values [N] -> (count, mean, std)
+# values [N] -> (count, mean, std). The default, ``local_mean_std``, uses torch's own reductions;
+# data parallel runs pass ``rlexp.runtime.distributed.global_mean_std`` instead (every rank's
+# values pooled), so the math here never communicates.
+MeanStd = Callable[[Tensor], tuple[int, Tensor, Tensor]]
 
 
-def local_mean_std(values: Tensor) -> tuple[int, Tensor, Tensor]:
-    """(count, mean, unbiased std) of a 1-D tensor, torch's own reductions; std 0 below 2 values.
-    Data parallel runs pass ``rlexp.runtime.distributed.global_mean_std`` instead (every rank's
-    values pooled), so the math here never communicates."""
-    n = values.numel()
-    zero = values.new_zeros(())
-    if n == 0:
-        return 0, zero, zero
-    return n, values.mean(), values.std() if n > 1 else zero
-
-
-def _real(mask: Tensor) -> Tensor:
-    """Bool view of a bool or float mask."""
-    return mask if mask.dtype == torch.bool else mask > 0
+@torch.no_grad()
+def discounted_returns(rewards: Tensor, real: Tensor, gamma: float) -> Tensor:
+    """G_t = Σ_{k≥0} γ^k r_{t+k} over the real tokens, computed right to left: ``[B, T]``, 0 at
+    padding. ``rewards`` must already be 0 at padding; ``real`` is the bool mask."""
+    ret = torch.zeros_like(rewards)
+    running = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        running = torch.where(real[:, t], rewards[:, t] + gamma * running, 0)
+        ret[:, t] = running
+    return ret
 
 
 @torch.no_grad()
@@ -60,7 +60,7 @@ def gae(
     δ_t = r_t + γ V_{t+1} − V_t (V after the last real token is 0), A_t = δ_t + γλ A_{t+1}
     computed right to left; returns = A + V. Inputs and outputs ``[B, T]``, 0 at padding.
     """
-    real = _real(mask)
+    real = real_mask(mask)
     r = torch.where(real, rewards.detach(), 0).to(values.dtype)
     v = torch.where(real, values.detach(), 0)
     adv = torch.zeros_like(v)
@@ -160,13 +160,8 @@ def batch_normalized(
     (data parallel: ``global_mean_std``, the global batch of every rank's tokens). Returns are
     G. No spread (as in ``group_relative``) or fewer than 2 real tokens gives advantage 0.
     """
-    real = _real(mask)
-    r = torch.where(real, rewards.detach(), 0)
-    ret = torch.zeros_like(r)
-    running = torch.zeros_like(r[:, 0])
-    for t in reversed(range(r.shape[1])):
-        running = torch.where(real[:, t], r[:, t] + gamma * running, 0)
-        ret[:, t] = running
+    real = real_mask(mask)
+    ret = discounted_returns(torch.where(real, rewards.detach(), 0), real, gamma)
     n, mean, std = mean_std(ret[real])
     if n < 2:
         return torch.zeros_like(ret), ret
@@ -227,7 +222,7 @@ def estimator_requirements(name: str) -> EstimatorRequirements:
 
 def _per_token(seq_adv: Tensor, mask: Tensor) -> Tensor:
     """Broadcast a per-sequence advantage ``[B]`` over the real tokens ``[B, T]``."""
-    return torch.where(_real(mask), seq_adv[:, None], 0)
+    return torch.where(real_mask(mask), seq_adv[:, None], 0)
 
 
 @_register("gae", critic=True, groups=False, token_rewards=True)

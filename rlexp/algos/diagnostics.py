@@ -4,7 +4,7 @@ GAE's λ trades bias for variance: λ = 1 gives the Monte-Carlo advantage Σ_k �
 (unbiased, noisy), λ = 0 the one-step TD error (quiet, as biased as the critic). Comparing the
 estimator's advantages with the Monte-Carlo ones *of the same rollouts* makes the trade-off
 visible during training: the variance falls and the disagreement (MSE, 1 − correlation) grows
-as λ shrinks.
+as λ shrinks. The critic's fit is measured by its explained variance of the returns.
 
 Conventions as in ``rlexp.algos.advantages``: token tensors ``[B, T]``, right-padded; ``mask`` (bool
 or float) is 1 on real completion tokens. Statistics pool all real tokens of the batch; padding
@@ -16,9 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-
-def _real(mask: Tensor) -> Tensor:
-    return mask if mask.dtype == torch.bool else mask > 0
+from rlexp.algos.advantages import discounted_returns
+from rlexp.algos.masks import real_mask
 
 
 @torch.no_grad()
@@ -27,14 +26,9 @@ def mc_advantages(rewards: Tensor, values: Tensor, mask: Tensor, gamma: float) -
 
     rewards, values, mask: ``[B, T]``. Returns ``[B, T]``, 0 at padding. Equals GAE with λ = 1.
     """
-    real = _real(mask)
+    real = real_mask(mask)
     r = torch.where(real, rewards.detach(), 0).to(values.dtype)
-    ret = torch.zeros_like(r)
-    running = torch.zeros_like(r[:, 0])
-    for t in reversed(range(r.shape[1])):
-        running = torch.where(real[:, t], r[:, t] + gamma * running, 0)
-        ret[:, t] = running
-    return torch.where(real, ret - values.detach(), 0)
+    return torch.where(real, discounted_returns(r, real, gamma) - values.detach(), 0)
 
 
 def masked_var(x: Tensor, mask: Tensor) -> Tensor:
@@ -42,7 +36,7 @@ def masked_var(x: Tensor, mask: Tensor) -> Tensor:
 
     Unbiased to match ``adv/std`` (torch.std), so adv/var = adv/std².
     """
-    vals = x[_real(mask)].double()
+    vals = x[real_mask(mask)].double()
     if vals.numel() < 2:
         return torch.tensor(float("nan"), dtype=torch.float64)
     return vals.var()
@@ -59,7 +53,7 @@ def advantage_diagnostics(advantages: Tensor, reference: Tensor, mask: Tensor) -
     - ``mc_mse``: mean over tokens of (A − A_MC)² (NaN when N = 0).
     Returns 0-dim tensors.
     """
-    real = _real(mask)
+    real = real_mask(mask)
     a, m = advantages[real].double(), reference[real].double()
     nan = torch.tensor(float("nan"), dtype=torch.float64)
     out = {"var": masked_var(advantages, mask), "mc_var": masked_var(reference, mask)}
@@ -72,3 +66,25 @@ def advantage_diagnostics(advantages: Tensor, reference: Tensor, mask: Tensor) -
     tiny = norm <= 1e-12 * max(1.0, float(a.abs().max()), float(m.abs().max())) ** 2
     out["mc_corr"] = nan if tiny else (da * dm).sum() / norm
     return out
+
+
+def explained_variance_from_moments(
+    n: int, var_returns: Tensor | float, var_residual: Tensor | float
+) -> float:
+    """1 − Var(R − V) / Var(R) from the unbiased variances of the returns R and of the residuals
+    R − V over ``n`` real tokens (already pooled over ranks by the caller when data parallel);
+    nan (undefined) when n < 2 or Var(R) is 0."""
+    if n < 2 or var_returns == 0:
+        return float("nan")
+    return float(1 - var_residual / var_returns)
+
+
+@torch.no_grad()
+def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> float:
+    """1 − Var(R − V) / Var(R) over real tokens ``[B, T]``, in float64; nan when Var(R) is 0
+    (undefined) or there are fewer than 2 real tokens."""
+    real = real_mask(mask)
+    r, v = returns[real].double(), values[real].double()
+    if r.numel() < 2:
+        return float("nan")
+    return explained_variance_from_moments(r.numel(), r.var(), (r - v).var())

@@ -17,14 +17,11 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from rlexp.algos.masks import real_mask
 from rlexp.runtime.registry import Registry
 
 AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
 LOG_RATIO_CLAMP = 20.0  # |log ρ| beyond 20 is a broken rollout, not a ratio; keeps exp finite
-
-
-def _real(mask: Tensor) -> Tensor:
-    return mask if mask.dtype == torch.bool else mask > 0
 
 
 def _check_mode(mode: str) -> None:
@@ -38,7 +35,7 @@ def aggregation_denominator(mask: Tensor, mode: str) -> float:
     """The denominator ``aggregate`` uses for this mask: real tokens (token-mean) or non-empty
     sequences (seq-mean-*). Compute it on the FULL minibatch, pass it to every micro-batch."""
     _check_mode(mode)
-    real = _real(mask)
+    real = real_mask(mask)
     count = real.sum() if mode == "token-mean" else real.any(dim=1).sum()
     return float(count)
 
@@ -62,7 +59,7 @@ def aggregate(
     full-batch loss; see ``aggregation_denominator``. No real token at all gives 0 (with a graph).
     """
     _check_mode(mode)
-    real = _real(mask)
+    real = real_mask(mask)
     masked = torch.where(real, loss_mat, 0)
     if mode == "token-mean":
         num = masked.sum()
@@ -97,6 +94,47 @@ def _ratio_stats(ratio: Tensor, log_ratio: Tensor, real: Tensor) -> dict[str, Te
     }
 
 
+def _check_dual_clip(dual_clip: float | None) -> None:
+    if dual_clip is not None and dual_clip <= 1.0:
+        raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
+
+
+def _clipped_surrogate(
+    ratio: Tensor,
+    tested: Tensor,
+    adv: Tensor,
+    real: Tensor,
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Per-token clipped surrogate −min(ρA, clip(ρ, 1−clip_low, 1+clip_high)A) ``[B, T]``, bounded
+    by −c·A where A < 0 with ``dual_clip=c``, and the bool flags of where each clip is active.
+
+    ``ratio`` is the per-token ratio that carries the gradient; ``tested`` the ratio the clip
+    range is tested on (``ratio`` itself in PPO, the sequence ratio ``[B, 1]`` in GSPO). Flags,
+    keyed by their stat names: clip_frac (either clip), clip_frac_low (A < 0, below the range),
+    clip_frac_high (A > 0, above it), dual_clip_frac.
+    """
+    clipped_high = real & (adv > 0) & (tested > 1 + clip_high)
+    clipped_low = real & (adv < 0) & (tested < 1 - clip_low)
+    clipped = clipped_high | clipped_low
+    # where the clip is active the clipped term is a constant: no gradient, as in min(…)
+    clipped_ratio = ratio.clamp(1 - clip_low, 1 + clip_high).detach()
+    loss_mat = -torch.where(clipped, clipped_ratio, ratio) * adv
+    dual = torch.zeros_like(real)
+    if dual_clip is not None:
+        dual = real & (adv < 0) & (loss_mat > -dual_clip * adv)
+        loss_mat = torch.where(dual, -dual_clip * adv, loss_mat)
+    flags = {
+        "clip_frac": clipped,
+        "clip_frac_low": clipped_low,
+        "clip_frac_high": clipped_high,
+        "dual_clip_frac": dual,
+    }
+    return loss_mat, flags
+
+
 def ppo_policy_loss(
     logp: Tensor,
     old_logp: Tensor,
@@ -118,32 +156,17 @@ def ppo_policy_loss(
     active), clip_frac_low (A < 0, ρ < 1−clip_low), clip_frac_high (A > 0, ρ > 1+clip_high),
     dual_clip_frac, approx_kl (mean (ρ − 1) − log ρ, k3 for KL(π_old‖π_θ)), ratio_mean, ratio_max.
     """
-    if dual_clip is not None and dual_clip <= 1.0:
-        raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
-    real = _real(mask)
+    _check_dual_clip(dual_clip)
+    real = real_mask(mask)
     log_ratio = torch.where(real, logp - old_logp.detach(), 0).clamp(
         -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP
     )
     ratio = torch.exp(log_ratio)
     adv = torch.where(real, advantages.detach(), 0)
-    clipped_high = real & (adv > 0) & (ratio > 1 + clip_high)
-    clipped_low = real & (adv < 0) & (ratio < 1 - clip_low)
-    clipped = clipped_high | clipped_low
-    # where the clip is active the clipped term is a constant: no gradient, as in min(…)
-    clipped_ratio = ratio.clamp(1 - clip_low, 1 + clip_high).detach()
-    loss_mat = -torch.where(clipped, clipped_ratio, ratio) * adv
-    dual = torch.zeros_like(real)
-    if dual_clip is not None:
-        dual = real & (adv < 0) & (loss_mat > -dual_clip * adv)
-        loss_mat = torch.where(dual, -dual_clip * adv, loss_mat)
+    loss_mat, flags = _clipped_surrogate(ratio, ratio, adv, real, clip_low, clip_high, dual_clip)
     loss = aggregate(loss_mat, real, agg, norm_len, global_denominator)
-    stats = {
-        "clip_frac": _token_mean(clipped.to(ratio.dtype), real),
-        "clip_frac_low": _token_mean(clipped_low.to(ratio.dtype), real),
-        "clip_frac_high": _token_mean(clipped_high.to(ratio.dtype), real),
-        "dual_clip_frac": _token_mean(dual.to(ratio.dtype), real),
-        **_ratio_stats(ratio, log_ratio, real),
-    }
+    stats = {k: _token_mean(flag.to(ratio.dtype), real) for k, flag in flags.items()}
+    stats |= _ratio_stats(ratio, log_ratio, real)
     return loss, stats
 
 
@@ -169,9 +192,8 @@ def gspo_policy_loss(
     where A < 0, as in ``ppo_policy_loss``. Clip fractions count sequences; approx_kl,
     ratio_mean and ratio_max are over tokens' ρ as in ``ppo_policy_loss``.
     """
-    if dual_clip is not None and dual_clip <= 1.0:
-        raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
-    real = _real(mask)
+    _check_dual_clip(dual_clip)
+    real = real_mask(mask)
     if advantages.dim() == 1:
         advantages = advantages[:, None].expand_as(logp)
     log_ratio = torch.where(real, logp - old_logp.detach(), 0)
@@ -182,15 +204,9 @@ def gspo_policy_loss(
     s_tok = torch.exp(seq_log_ratio[:, None] + logp_real - logp_real.detach())
     adv = torch.where(real, advantages.detach(), 0)
     s = seq_log_ratio.exp()
-    clipped_high = real & (adv > 0) & (s[:, None] > 1 + clip_high)
-    clipped_low = real & (adv < 0) & (s[:, None] < 1 - clip_low)
-    clipped = clipped_high | clipped_low
-    clipped_s = s_tok.clamp(1 - clip_low, 1 + clip_high).detach()
-    loss_mat = -torch.where(clipped, clipped_s, s_tok) * adv
-    dual = torch.zeros_like(real)
-    if dual_clip is not None:
-        dual = real & (adv < 0) & (loss_mat > -dual_clip * adv)
-        loss_mat = torch.where(dual, -dual_clip * adv, loss_mat)
+    loss_mat, flags = _clipped_surrogate(
+        s_tok, s[:, None], adv, real, clip_low, clip_high, dual_clip
+    )
     loss = aggregate(loss_mat, real, agg, norm_len, global_denominator)
 
     nonempty = n_tok > 0
@@ -199,13 +215,8 @@ def gspo_policy_loss(
         return (flag.any(dim=1).sum() / nonempty.sum().clamp(min=1)).to(logp.dtype).detach()
 
     tok_log_ratio = log_ratio.detach().clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
-    stats = {
-        "clip_frac": seq_frac(clipped),
-        "clip_frac_low": seq_frac(clipped_low),
-        "clip_frac_high": seq_frac(clipped_high),
-        "dual_clip_frac": seq_frac(dual),
-        **_ratio_stats(tok_log_ratio.exp(), tok_log_ratio, real),
-    }
+    stats = {k: seq_frac(flag) for k, flag in flags.items()}
+    stats |= _ratio_stats(tok_log_ratio.exp(), tok_log_ratio, real)
     return loss, stats
 
 
@@ -230,7 +241,7 @@ def value_loss(
 
     Stats: vf_clip_frac, the fraction of real tokens where the clipped term is the larger one.
     """
-    real = _real(mask)
+    real = real_mask(mask)
     v = torch.where(real, values, 0)
     ret = torch.where(real, returns.detach(), 0)
     loss_mat = (v - ret).square()
@@ -244,16 +255,3 @@ def value_loss(
         loss_mat = torch.where(vf_clipped, loss_clip, loss_mat)
     loss = aggregate(0.5 * loss_mat, real, agg, norm_len, global_denominator)
     return loss, {"vf_clip_frac": _token_mean(vf_clipped.to(v.dtype), real)}
-
-
-@torch.no_grad()
-def explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> float:
-    """1 − Var(R − V) / Var(R) over real tokens ``[B, T]``; nan when Var(R) is 0 (undefined)."""
-    real = _real(mask)
-    r, v = returns[real].double(), values[real].double()
-    if r.numel() < 2:
-        return float("nan")
-    var_r = r.var()
-    if var_r == 0:
-        return float("nan")
-    return float(1 - (r - v).var() / var_r)

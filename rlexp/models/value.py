@@ -10,6 +10,8 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from transformers import AutoModel
 
+from rlexp.models.logprobs import build_attention_inputs
+
 
 class ValueModel(nn.Module):
     """V(s_t) for every position: ``forward(...) -> [B, L]``."""
@@ -51,3 +53,20 @@ class ValueModel(nn.Module):
         model = cls(backbone, backbone.config.hidden_size)
         model.head.load_state_dict(load_file(str(path / "value_head.safetensors")))
         return model.to(device)
+
+
+def completion_values(
+    critic: nn.Module,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    completion_ids: Tensor,
+    completion_mask: Tensor,
+) -> Tensor:
+    """V(s_t) for each completion token t, ``[B, T]`` in float32: the critic's value at the
+    position that predicts token t (inputs laid out as for ``completion_logprobs``).
+    Differentiable; padded positions are not zeroed."""
+    ids, attn, pos = build_attention_inputs(
+        prompt_ids, prompt_mask, completion_ids, completion_mask
+    )
+    p, t = prompt_ids.shape[1], completion_ids.shape[1]
+    return critic(ids, attn, pos)[:, p - 1 : p + t - 1].float()

@@ -17,9 +17,11 @@ from torch import Tensor
 from rlexp.algos.advantages import ADVANTAGES, AdvantageInputs, gae
 from rlexp.algos.diagnostics import advantage_diagnostics, mc_advantages
 from rlexp.algos.kl import kl_estimate
+from rlexp.algos.masks import real_mask
 from rlexp.data.prompts import decode_completions, encode_prompts
 from rlexp.data.tasks.base import Problem, Task
-from rlexp.models.logprobs import build_attention_inputs, completion_logprobs
+from rlexp.models.logprobs import completion_logprobs
+from rlexp.models.value import completion_values
 from rlexp.rollout.batch import RolloutBatch, last_token_rewards, pad_to_width
 from rlexp.rollout.rewards import is_correct, score_components, weighted_sum
 from rlexp.rollout.sampler import Samples, sample
@@ -91,15 +93,15 @@ def _concat_samples(parts: list[Samples], pad_id: int) -> Samples:
 
 @torch.no_grad()
 def critic_values(critic, batch_like) -> Tensor:
-    """V(s_t) for each completion token t: the value at the position that predicts token t."""
-    ids, attn, pos = build_attention_inputs(
+    """V(s_t) for each completion token t (``completion_values``), 0 at padding."""
+    values = completion_values(
+        critic,
         batch_like.prompt_ids,
         batch_like.prompt_mask,
         batch_like.completion_ids,
         batch_like.completion_mask,
     )
-    p, t = batch_like.prompt_ids.shape[1], batch_like.completion_ids.shape[1]
-    return critic(ids, attn, pos)[:, p - 1 : p + t - 1].float() * batch_like.completion_mask
+    return values * batch_like.completion_mask
 
 
 def score_samples(
@@ -210,7 +212,9 @@ def collect(
 def add_kl_penalty(batch: RolloutBatch, coef: float, estimator: str) -> None:
     """PPO-style shaping: r_t ← r_t − β·KL_t on every real token (theory.md §1)."""
     kl = torch.where(
-        batch.completion_mask > 0, kl_estimate(batch.old_logp, batch.ref_logp, estimator), 0.0
+        real_mask(batch.completion_mask),
+        kl_estimate(batch.old_logp, batch.ref_logp, estimator),
+        0.0,
     )
     batch.token_rewards = batch.token_rewards - coef * kl
 
@@ -244,7 +248,7 @@ def rollout_stats(batch: RolloutBatch, gamma: float = 1.0) -> dict[str, float]:
     Under data parallelism the statistics are those of the global batch (every rank's shard;
     the Monte-Carlo agreement is the mean of the ranks' values)."""
     lengths = batch.completion_mask.sum(1)
-    real = batch.completion_mask > 0
+    real = real_mask(batch.completion_mask)
     adv = batch.advantages[real] if batch.advantages is not None else real.new_zeros(1).float()
     _, reward_mean, reward_std = global_mean_std(batch.scores)
     flat_groups, n_groups = _flat_groups(batch)

@@ -72,24 +72,3 @@ def weighted_sum(
     """``sum_k weights[k] * scores[k][i]`` for each sample ``i``."""
     columns = [[weights[name] * s for s in scores[name]] for name in weights]
     return [sum(row) for row in zip(*columns, strict=True)] if columns else []
-
-
-def make_reward(
-    weights: Mapping[str, float], params: Mapping[str, Mapping[str, Any]] | None = None
-) -> RewardFn:
-    """A reward with the shared signature: the weighted sum of registered rewards,
-    e.g. ``make_reward({"exact_match": 1.0, "format": 0.1})``; ``params[name]`` are passed
-    to component ``name``."""
-    if not weights:
-        raise ValueError("a reward needs at least one component")
-    for name in weights:
-        REWARDS.get(name)  # fail now, listing the choices, not at the first rollout
-    weights, params = dict(weights), dict(params or {})
-
-    def reward(
-        completions: Sequence[str], problems: Sequence[Problem], task: Task, **_: Any
-    ) -> list[float]:
-        scores = score_components(completions, problems, task, weights, params)
-        return weighted_sum(scores, weights)
-
-    return reward

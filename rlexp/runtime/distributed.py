@@ -18,6 +18,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from rlexp.algos.masks import local_mean_std
+
 # Generous: ranks > 0 wait in a collective while rank 0 trains a missing SFT base.
 TIMEOUT = timedelta(hours=2)
 BUCKET_NUMEL = 2**24  # gradients all-reduced in flat buckets of at most this many elements
@@ -113,11 +115,7 @@ def global_mean_std(values: Tensor) -> tuple[int, Tensor, Tensor]:
     """(count, mean, unbiased std) of a 1-D tensor pooled over every rank's ``values``, in two
     passes like ``Tensor.mean`` / ``Tensor.std``; std is 0 for fewer than 2 values overall."""
     if not is_distributed():  # exactly torch's own reductions
-        n = values.numel()
-        zero = values.new_zeros(())
-        if n == 0:
-            return 0, zero, zero
-        return n, values.mean(), values.std() if n > 1 else zero
+        return local_mean_std(values)
     v = values.detach().double()
     n = int(all_reduce_scalar(v.numel()))
     if n == 0:

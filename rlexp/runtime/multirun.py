@@ -23,6 +23,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from rlexp.runtime.io import atomic_write_json
+
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 ACCURACY = "eval/sampled_accuracy"
 
@@ -111,9 +113,7 @@ def record_failure(run_dir: Path, err: BaseException, cfg: DictConfig | None = N
     }
     if HydraConfig.initialized():
         info.setdefault("overrides", list(HydraConfig.get().overrides.task))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    tmp.replace(path)
+    atomic_write_json(path, info)
 
 
 # ------------------------------------------------------------------------------ summary
@@ -176,7 +176,5 @@ class SweepSummary(Callback):
         if not sweep_dir.is_dir():
             return
         rows = summarize_sweep(sweep_dir)
-        tmp = sweep_dir / "sweep_summary.json.tmp"
-        tmp.write_text(json.dumps(rows, indent=2))
-        tmp.replace(sweep_dir / "sweep_summary.json")
+        atomic_write_json(sweep_dir / "sweep_summary.json", rows)
         print(f"sweep summary ({sweep_dir / 'sweep_summary.json'}):\n{format_summary(rows)}")

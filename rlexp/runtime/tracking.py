@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from rlexp.runtime.io import atomic_write_text
+
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
@@ -124,7 +126,5 @@ def truncate_jsonl(path: str | Path, key: str, before: float) -> int:
     if drop:
         with open(path.with_name(path.name + ".discarded"), "a") as f:
             f.write("".join(f"{line}\n" for line in drop))
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(f"{line}\n" for line in keep))
-        tmp.replace(path)
+        atomic_write_text(path, "".join(f"{line}\n" for line in keep))
     return len(drop)

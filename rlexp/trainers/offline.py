@@ -22,6 +22,7 @@ from rlexp.models.build import init_model
 from rlexp.models.load import load_policy
 from rlexp.runtime.checkpoint import WithTokenizer, save_checkpoint
 from rlexp.runtime.errors import check
+from rlexp.runtime.guards import check_finite_metrics
 from rlexp.runtime.tracking import RunLogger
 from rlexp.trainers.kinds import RunContext, print_base_to_final
 from rlexp.trainers.sft_base import start_checkpoint
@@ -110,18 +111,12 @@ def offline_loop(
             t0 = time.perf_counter()
             row |= update()
             row["time/step"] = time.perf_counter() - t0
-            _check_finite(row, step)
+            check_finite_metrics(row, ("loss/dpo", "loss/sft"), f" at step {step}")
             bar.update(1)
             bar.set_postfix(loss=f"{row.get('loss/dpo', row.get('loss/sft', math.nan)):.3f}")
         logger.log(row)
     bar.close()
     return last_eval
-
-
-def _check_finite(row: dict[str, float], step: int) -> None:
-    for key in ("loss/dpo", "loss/sft"):
-        if key in row and not math.isfinite(row[key]):
-            raise FloatingPointError(f"non-finite {key} = {row[key]} at step {step}")
 
 
 def save_final(run_dir: Path, step: int, policy, tokenizer, logger: RunLogger) -> Path:

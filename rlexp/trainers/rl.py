@@ -6,17 +6,16 @@ and critic, and the registries supply the functions.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import defaultdict
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from rlexp.algos.kl import kl_estimate
+from rlexp.algos.masks import real_mask
 from rlexp.data.prompts import PromptStream
 from rlexp.data.tasks.base import Task
 from rlexp.evaluation.heldout import heldout_eval
@@ -47,8 +46,12 @@ from rlexp.runtime.distributed import (
     reduce_dict,
     world_size,
 )
+from rlexp.runtime.guards import check_finite, check_finite_metrics
 from rlexp.runtime.tracking import RunLogger, truncate_jsonl
 from rlexp.trainers.update import critic_update, policy_update
+
+# the loss and advantage statistics of a step's row that must be finite
+GUARDED_METRICS = ("loss/policy", "loss/kl", "adv/mean", "adv/std", "critic/value_loss")
 
 
 class RLTrainer:
@@ -221,14 +224,14 @@ class RLTrainer:
         self.tokens_seen += stats["train/generated_tokens"]
         if all_reduce_scalar(len(batch)) == 0:  # dynamic sampling found no group with signal
             return stats | {"time/step": time.perf_counter() - t0}
+        real = real_mask(batch.completion_mask)
         if batch.ref_logp is not None:
             kl = kl_estimate(batch.old_logp, batch.ref_logp, "k3")
-            stats["train/kl_ref"] = float(global_mean_std(kl[batch.completion_mask > 0])[1])
+            stats["train/kl_ref"] = float(global_mean_std(kl[real])[1])
         if algo.kl.placement == "reward" and algo.kl.coef > 0:
             add_kl_penalty(batch, algo.kl.coef, algo.kl.estimator)
         check_finite(batch.scores, "reward")
         compute_advantages(batch, self.adv_cfg, algo.critic.lam)
-        real = batch.completion_mask > 0
         check_finite(batch.advantages[real], "advantages")
         if batch.returns is not None:
             check_finite(batch.returns[real], "returns")
@@ -258,7 +261,7 @@ class RLTrainer:
     # ---- the loop --------------------------------------------------------------------------
     def run(self) -> dict[str, float]:
         cfg = self.cfg
-        first_eval = last_eval = {}
+        last_eval: dict[str, float] = {}
         bar = tqdm(
             total=cfg.steps,
             initial=self.step,
@@ -270,7 +273,6 @@ class RLTrainer:
             row: dict[str, float] = {"train/step": self.step}
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                 last_eval = self.evaluate()
-                first_eval = first_eval or last_eval
                 row |= last_eval
             if self.step == cfg.steps:
                 self.logger.log(row)
@@ -281,7 +283,7 @@ class RLTrainer:
                     "train/samples": self.samples_seen,
                     "train/sampled_tokens": self.tokens_seen,
                 }
-                _check_finite_metrics(row)
+                check_finite_metrics(row, GUARDED_METRICS)  # a diverged run stops here
             except FloatingPointError as err:
                 raise self._diverged(err) from err
             self.step += 1
@@ -296,18 +298,3 @@ class RLTrainer:
         bar.close()
         self.save()
         return last_eval
-
-
-def check_finite(x: Tensor, name: str) -> None:
-    """Raise ``FloatingPointError("non-finite <name>")`` when ``x`` holds a NaN or an inf."""
-    if not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise FloatingPointError(f"non-finite {name} ({bad} of {x.numel()} values)")
-
-
-def _check_finite_metrics(row: dict[str, float]) -> None:
-    """Stop a diverged run: a NaN/inf loss or advantage statistic is named."""
-    for key in ("loss/policy", "loss/kl", "adv/mean", "adv/std", "critic/value_loss"):
-        value = row.get(key)
-        if value is not None and not math.isfinite(value):
-            raise FloatingPointError(f"non-finite {key} = {value}")

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from rlexp.data.prompts import prompt_token_ids
+from rlexp.data.prompts import prompt_token_ids, right_pad
 from rlexp.data.tasks.base import Problem, Task
 
 IGNORE = -100
@@ -34,14 +34,11 @@ def encode_examples(tokenizer, problems: Sequence[Problem]) -> list[tuple[list[i
 def collate(
     examples: Sequence[tuple[list[int], int]], pad_id: int
 ) -> tuple[Tensor, Tensor, Tensor]:
-    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (IGNORE outside targets)."""
-    width = max(len(ids) for ids, _ in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (IGNORE outside targets), on
+    the CPU."""
+    ids, mask = right_pad([row for row, _ in examples], pad_id, torch.device("cpu"))
+    labels = torch.full_like(ids, IGNORE)
     for i, (row, n_prompt) in enumerate(examples):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
         labels[i, n_prompt : len(row)] = ids[i, n_prompt : len(row)]
     return ids, mask, labels
 

@@ -18,15 +18,12 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
+from rlexp.algos.diagnostics import explained_variance, explained_variance_from_moments
 from rlexp.algos.kl import kl_estimate
-from rlexp.algos.losses import (
-    POLICY_LOSSES,
-    aggregate,
-    aggregation_denominator,
-    explained_variance,
-    value_loss,
-)
-from rlexp.models.logprobs import build_attention_inputs, completion_logprobs
+from rlexp.algos.losses import POLICY_LOSSES, aggregate, aggregation_denominator, value_loss
+from rlexp.algos.masks import real_mask
+from rlexp.models.logprobs import completion_logprobs
+from rlexp.models.value import completion_values
 from rlexp.rollout.batch import RolloutBatch
 from rlexp.runtime.distributed import (
     all_gather_objects,
@@ -35,6 +32,9 @@ from rlexp.runtime.distributed import (
     global_mean_std,
     world_size,
 )
+from rlexp.runtime.guards import check_finite
+
+BEFORE_STEP = ", before the optimizer step"  # the guards' context: no weight moved yet
 
 
 def minibatches(
@@ -152,17 +152,24 @@ def policy_update(
                     )
                     total = total + algo.kl.coef * kl
                     sums["loss/kl"] += float(kl.detach())
-                _check_finite(total.detach(), "policy loss")
+                check_finite(total.detach(), "policy loss", BEFORE_STEP)
                 total.backward()
                 sums["loss/policy"] += float(loss.detach())
                 sums["train/entropy"] += float(ent.detach())
                 means.add({f"train/{k}": v for k, v in stats.items()})
-            all_reduce_gradients(policy.parameters())
-            grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), algo.max_grad_norm)
-            _check_finite(grad_norm, "gradient norm of the policy")
-            optimizer.step()
+            grad_norm = _step(policy, optimizer, algo.max_grad_norm, "policy")
             means.add(_summed_over_ranks(sums) | {"train/grad_norm": grad_norm})
     return means.result()
+
+
+def _step(module, optimizer, max_grad_norm: float, name: str) -> Tensor:
+    """The end of a minibatch: gradients summed over ranks, their norm clipped, and the optimizer
+    step, unless the norm is NaN/inf (then ``FloatingPointError`` and no weight moves)."""
+    all_reduce_gradients(module.parameters())
+    grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
+    check_finite(grad_norm, f"gradient norm of the {name}", BEFORE_STEP)
+    optimizer.step()
+    return grad_norm
 
 
 def _summed_keys(kl_in_loss: bool) -> list[str]:
@@ -189,11 +196,9 @@ def critic_update(
             sums: dict[str, float] = {"critic/value_loss": 0.0}
             for idx in micro_idx:
                 mb = batch.select(idx)
-                ids, attn, pos = build_attention_inputs(
-                    mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask
+                values = completion_values(
+                    critic, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask
                 )
-                p, t = mb.prompt_ids.shape[1], mb.completion_ids.shape[1]
-                values = critic(ids, attn, pos)[:, p - 1 : p + t - 1].float()
                 loss, stats = value_loss(
                     values,
                     mb.values,
@@ -202,14 +207,11 @@ def critic_update(
                     clip_range=algo.critic.value_clip,
                     global_denominator=den,
                 )
-                _check_finite(loss.detach(), "value loss")
+                check_finite(loss.detach(), "value loss", BEFORE_STEP)
                 (algo.vf_coef * loss).backward()
                 sums["critic/value_loss"] += float(loss.detach())
                 means.add({f"critic/{k}": v for k, v in stats.items()})
-            all_reduce_gradients(critic.parameters())
-            grad_norm = torch.nn.utils.clip_grad_norm_(critic.parameters(), algo.max_grad_norm)
-            _check_finite(grad_norm, "gradient norm of the critic")
-            optimizer.step()
+            grad_norm = _step(critic, optimizer, algo.max_grad_norm, "critic")
             means.add(_summed_over_ranks(sums) | {"critic/grad_norm": grad_norm})
     out = means.result()
     out["critic/explained_variance"] = _explained_variance(
@@ -219,19 +221,12 @@ def critic_update(
 
 
 def _explained_variance(values: Tensor, returns: Tensor, mask: Tensor) -> float:
-    """``explained_variance`` over every rank's real tokens."""
+    """``explained_variance`` over every rank's real tokens: the variances pooled over ranks,
+    then the pure math of ``explained_variance_from_moments``."""
     if world_size() == 1:
         return explained_variance(values, returns, mask)
-    real = mask > 0
+    real = real_mask(mask)
     r, v = returns[real].double(), values[real].double()
     n, _, std_r = global_mean_std(r)
     _, _, std_d = global_mean_std(r - v)
-    if n < 2 or std_r == 0:
-        return float("nan")
-    return float(1 - std_d.square() / std_r.square())
-
-
-def _check_finite(x: Tensor, name: str) -> None:
-    """Stop before a NaN/inf reaches the weights (the caller adds the step)."""
-    if not torch.isfinite(x):
-        raise FloatingPointError(f"non-finite {name} ({float(x)}), before the optimizer step")
+    return explained_variance_from_moments(n, std_r.square(), std_d.square())
