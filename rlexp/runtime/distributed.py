@@ -18,7 +18,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from rlexp.algos.masks import local_mean_std
 
 # Generous: ranks > 0 wait in a collective while rank 0 trains a missing SFT base.
 TIMEOUT = timedelta(hours=2)
@@ -114,8 +113,9 @@ def all_reduce_scalar(value: float, op: str = "sum") -> float:
 def global_mean_std(values: Tensor) -> tuple[int, Tensor, Tensor]:
     """(count, mean, unbiased std) of a 1-D tensor pooled over every rank's ``values``, in two
     passes like ``Tensor.mean`` / ``Tensor.std``; std is 0 for fewer than 2 values overall."""
-    if not is_distributed():  # exactly torch's own reductions
-        return local_mean_std(values)
+    if not is_distributed():  # exactly torch's own reductions (rlexp.algos.masks.local_mean_std)
+        n, zero = values.numel(), values.new_zeros(())
+        return (n, values.mean(), values.std() if n > 1 else zero) if n else (0, zero, zero)
     v = values.detach().double()
     n = int(all_reduce_scalar(v.numel()))
     if n == 0:
