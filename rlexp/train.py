@@ -29,6 +29,7 @@ from rlexp.runtime.checkpoint import (
 )
 from rlexp.runtime.distributed import broadcast_object, init_distributed, is_main
 from rlexp.runtime.errors import ConfigError
+from rlexp.runtime.io import atomic_write_json
 from rlexp.runtime.multirun import apply_threads, is_multirun, record_failure
 from rlexp.runtime.paths import CONF_DIR
 from rlexp.runtime.tracking import NullLogger, RunLogger, truncate_jsonl
@@ -66,9 +67,7 @@ def _git_commit() -> str:
 def _write_json(path: Path, data: dict) -> None:
     if not is_main():  # data parallel: rank 0 writes the run's files
         return
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    tmp.replace(path)
+    atomic_write_json(path, data)
 
 
 def run(cfg: DictConfig) -> float:

@@ -8,7 +8,6 @@ so an interrupted evaluation resumes where it stopped and gives the same rows it
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from rlexp.data.tasks import Task, build_task
 from rlexp.evaluation.heldout import generate_texts
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
 from rlexp.runtime.errors import ConfigError
+from rlexp.runtime.io import atomic_write_json
 
 COLUMNS = ["problem_id", "sample_idx", "completion", "answer", "gold", "correct", "length"]
 
@@ -136,5 +136,5 @@ def run_eval(cfg: DictConfig) -> dict:
         "length_mean": float(df["length"].mean()),
         "seconds": time.perf_counter() - t0,
     }
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_json(out_dir / "summary.json", summary)
     return summary

@@ -18,7 +18,6 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-
 # Generous: ranks > 0 wait in a collective while rank 0 trains a missing SFT base.
 TIMEOUT = timedelta(hours=2)
 BUCKET_NUMEL = 2**24  # gradients all-reduced in flat buckets of at most this many elements
