@@ -8,7 +8,7 @@ in ``$RLEXP_CACHE_DIR`` or ``.cache/rlexp`` (trained first if missing: minutes).
 
 Both runs are ``rlexp-train`` subprocesses. The interrupted one is killed as soon as it has logged
 a step *after* its newest checkpoint, so the restart must both reload the checkpoint and drop the
-rows the killed process logged past it. tests/test_resume.py does the same at smoke sizes.
+rows the killed process logged past it. tests/trainers/test_resume.py does the same at smoke sizes.
 """
 
 from __future__ import annotations

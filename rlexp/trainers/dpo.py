@@ -161,7 +161,7 @@ class DPOConfig:
     and pairing a verifier-correct completion with an incorrect one of the same prompt."""
 
     beta: float = 0.1  # β: scale of the implicit reward β·log(π_θ/π_ref), > 0
-    kind: str = "sigmoid"  # sigmoid (DPO) | ipo; see rlexp.algos.losses.dpo_loss
+    kind: str = "sigmoid"  # sigmoid (DPO) | ipo; see rlexp.algos.preference.dpo_loss
     pairs_file: str | None = None  # JSONL of {"prompt", "chosen", "rejected"}; null: sample
     k: int = 8  # completions sampled per training prompt to build pairs (>= 2)
     n_prompts: int = 1024  # training prompts sampled to build pairs

@@ -49,7 +49,7 @@ from rlexp.trainers.rl_setup import _validate_world as _validate_rl_world
 from rlexp.trainers.update import critic_update, policy_update
 from tests.conftest import TINY, compose_cfg, read_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 B, T, GROUP = 8, 7, 2  # 4 groups of 2: each of 2 ranks gets 2 whole groups
 WORLD = 2
 KL = {"coef": 0.1, "estimator": "k3", "placement": "loss"}

@@ -19,7 +19,7 @@ from rlexp.train import main_guard, run
 from rlexp.trainers.sft_base import sft_key
 from tests.conftest import TINY, compose_cfg, read_jsonl
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "fixtures"
 GSM8K = dict(train_file=str(DATA / "gsm8k_train.jsonl"), test_file=str(DATA / "gsm8k_test.jsonl"))
 MATH = dict(train_file=str(DATA / "math_train.jsonl"), test_file=str(DATA / "math_test.jsonl"))
 
