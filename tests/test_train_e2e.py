@@ -110,6 +110,7 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path: Path, cache_dir: Pa
     assert info["resumed_from"].endswith("step_000002") and info["status"] == "finished"
 
 
+@pytest.mark.slow  # a subprocess
 def test_multirun_sweep_gives_one_run_dir_and_one_wandb_run_each_in_one_group(
     tmp_path: Path,
 ) -> None:

@@ -96,6 +96,7 @@ def test_invalid_combinations_fail_with_one_clear_message(
     assert needle in str(err.value)
 
 
+@pytest.mark.slow  # a subprocess
 def test_cli_prints_one_line_for_a_bad_config(tmp_path: Path) -> None:
     cmd = [
         sys.executable,

@@ -196,6 +196,7 @@ def test_joblib_multirun_survives_failing_members(tmp_path: Path, shared_cache: 
     assert "2 of 6 members finished" in out.stdout
 
 
+@pytest.mark.slow  # a subprocess
 def test_single_run_still_fails_loudly_from_any_cwd(tmp_path: Path) -> None:
     """+sweep=<name> resolves outside the repository; a config error exits 2 in a single run."""
     cmd = [str(RLEXP_TRAIN), "+sweep=lambda_ablation", "advantage.lam=1.5"]

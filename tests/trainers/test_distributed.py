@@ -315,6 +315,7 @@ def test_world_size_must_split_prompts_and_minibatches_evenly() -> None:
         _validate_any_world(sft, 2, TRAINERS.get("sft"))
 
 
+@pytest.mark.slow  # a subprocess
 def test_torchrun_two_processes_end_to_end(tmp_path: Path) -> None:
     """The real entry point under torchrun: rank 0 alone writes metrics, W&B run, checkpoints."""
     out = tmp_path / "run"

@@ -70,6 +70,7 @@ def _run(out: Path, cache: Path, *overrides: str) -> Path:
 
 
 # ---- exact resume ------------------------------------------------------------------------------
+@pytest.mark.slow  # a subprocess
 def test_sigkilled_run_resumes_to_the_metrics_of_an_uninterrupted_run(
     tmp_path: Path, shared_cache: Path
 ) -> None:
