@@ -21,6 +21,7 @@ class RolloutBatch:
     truncated: Tensor  # [B] bool, no EOS within max_new_tokens
     token_rewards: Tensor  # [B, T] outcome on the last real token (+ KL penalty if in reward)
     ref_logp: Tensor | None = None  # [B, T] frozen reference
+    sampler_logp: Tensor | None = None  # [B, T] the sampler's own, when old_logp was recomputed
     values: Tensor | None = None  # [B, T] critic V(s_t) at rollout time
     advantages: Tensor | None = None  # [B, T]
     returns: Tensor | None = None  # [B, T] value targets

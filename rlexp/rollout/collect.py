@@ -152,10 +152,13 @@ def collect(
     critic=None,
     chunk_size: int = 128,
     gen_chunk: GenerationChunk | None = None,
+    recompute_old_logp: bool = False,
 ) -> tuple[RolloutBatch, dict[str, float]]:
     """Sample one completion per entry of ``problems`` (each prompt repeated group_size times),
     score it, and compute reference log-probs and values; returns the batch and rollout stats.
-    Sampling runs in chunks of ``gen_chunk`` rows, halved on out-of-memory errors."""
+    Sampling runs in chunks of ``gen_chunk`` rows, halved on out-of-memory errors. With
+    ``recompute_old_logp`` the behaviour log-probs are the training forward's (teacher-forced by
+    the policy), and the sampler's are kept as ``batch.sampler_logp`` (``algorithm.old_logp``)."""
     device = next(policy.parameters()).device
     gen_chunk = gen_chunk if gen_chunk is not None else GenerationChunk()
     retries_before = gen_chunk.retries
@@ -180,20 +183,11 @@ def collect(
     )
     mask = batch.completion_mask
     t1 = time.perf_counter()
+    if recompute_old_logp:
+        batch.sampler_logp = batch.old_logp
+        batch.old_logp = _teacher_forced(policy, batch, rollout_cfg.temperature, chunk_size)
     if ref_model is not None:
-        batch.ref_logp = torch.cat(
-            [
-                completion_logprobs(
-                    ref_model,
-                    prompt_ids[rows],
-                    prompt_mask[rows],
-                    out.completion_ids[rows],
-                    mask[rows],
-                    temperature=rollout_cfg.temperature,
-                ).float()
-                for rows in _chunks(len(batch), chunk_size)
-            ]
-        )
+        batch.ref_logp = _teacher_forced(ref_model, batch, rollout_cfg.temperature, chunk_size)
     if critic is not None:
         batch.values = torch.cat(
             [critic_values(critic, batch.select(r)) for r in _chunks(len(batch), chunk_size)]
@@ -207,6 +201,50 @@ def collect(
         "train/gen_oom_retries": float(gen_chunk.retries - retries_before),
     }
     return batch, stats
+
+
+@torch.no_grad()
+def _teacher_forced(model, batch: RolloutBatch, temperature: float, chunk_size: int) -> Tensor:
+    """Completion log-probs ``[B, T]`` of ``model`` on the batch, in chunks of rows."""
+    return torch.cat(
+        [
+            completion_logprobs(
+                model,
+                batch.prompt_ids[rows],
+                batch.prompt_mask[rows],
+                batch.completion_ids[rows],
+                batch.completion_mask[rows],
+                temperature=temperature,
+            ).float()
+            for rows in _chunks(len(batch), chunk_size)
+        ]
+    )
+
+
+def trainer_logp_needed(setting: str, dtype: torch.dtype, top_p: float) -> bool:
+    """``algorithm.old_logp``: ``trainer`` recomputes the behaviour log-probs with the training
+    forward, ``sampler`` keeps the sampler's; ``auto`` recomputes whenever the two can differ
+    beyond float32 rounding (a non-fp32 dtype, or nucleus sampling with ``top_p < 1``)."""
+    if setting == "auto":
+        return dtype != torch.float32 or top_p < 1
+    return setting == "trainer"
+
+
+def logp_mismatch_stats(batch: RolloutBatch) -> dict[str, float]:
+    """Sampler vs trainer log-probs of the sampled tokens (global batch): mean |Δ log p|, the
+    k3 estimate of KL(π_sampler‖π_trainer) (theory.md §4, x = log π_trainer − log π_sampler) and
+    the largest token ratio π_trainer / π_sampler. Empty without ``batch.sampler_logp``."""
+    if batch.sampler_logp is None:
+        return {}
+    real = real_mask(batch.completion_mask)
+    x = (batch.old_logp - batch.sampler_logp)[real].double()
+    n = max(all_reduce_scalar(float(x.numel())), 1.0)
+    ratio_max = float(x.max().exp()) if x.numel() else 0.0
+    return {
+        "rollout/logp_abs_diff": all_reduce_scalar(float(x.abs().sum())) / n,
+        "rollout/logp_k3": all_reduce_scalar(float((x.exp() - 1 - x).sum())) / n,
+        "rollout/ratio_max": all_reduce_scalar(ratio_max, "max"),
+    }
 
 
 def add_kl_penalty(batch: RolloutBatch, coef: float, estimator: str) -> None:
@@ -253,20 +291,24 @@ def rollout_stats(batch: RolloutBatch, gamma: float = 1.0) -> dict[str, float]:
     _, reward_mean, reward_std = global_mean_std(batch.scores)
     flat_groups, n_groups = _flat_groups(batch)
     mc = _mc_agreement(batch, gamma)
-    return {
-        "train/reward_mean": float(reward_mean),
-        "train/reward_std": float(reward_std),
-        "train/accuracy": float(global_mean_std(batch.correct.float())[1]),
-        "train/zero_var_group_frac": all_reduce_scalar(flat_groups)
-        / max(all_reduce_scalar(n_groups), 1),
-        "train/response_length_mean": float(global_mean_std(lengths)[1]),
-        "train/response_length_max": all_reduce_scalar(
-            float(lengths.max()) if len(batch) else 0.0, "max"
-        ),
-        "train/truncated_frac": float(global_mean_std(batch.truncated.float())[1]),
-        "adv/mean": float(global_mean_std(adv)[1]),
-        "adv/std": float(global_mean_std(adv)[2]),
-    } | reduce_dict(mc, "mean")
+    return (
+        {
+            "train/reward_mean": float(reward_mean),
+            "train/reward_std": float(reward_std),
+            "train/accuracy": float(global_mean_std(batch.correct.float())[1]),
+            "train/zero_var_group_frac": all_reduce_scalar(flat_groups)
+            / max(all_reduce_scalar(n_groups), 1),
+            "train/response_length_mean": float(global_mean_std(lengths)[1]),
+            "train/response_length_max": all_reduce_scalar(
+                float(lengths.max()) if len(batch) else 0.0, "max"
+            ),
+            "train/truncated_frac": float(global_mean_std(batch.truncated.float())[1]),
+            "adv/mean": float(global_mean_std(adv)[1]),
+            "adv/std": float(global_mean_std(adv)[2]),
+        }
+        | reduce_dict(mc, "mean")
+        | logp_mismatch_stats(batch)
+    )
 
 
 def _flat_groups(batch: RolloutBatch) -> tuple[int, int]:

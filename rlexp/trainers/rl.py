@@ -27,6 +27,7 @@ from rlexp.rollout.collect import (
     collect,
     compute_advantages,
     rollout_stats,
+    trainer_logp_needed,
 )
 from rlexp.rollout.filters import add_overlong_penalty, informative_groups
 from rlexp.runtime.checkpoint import (
@@ -89,6 +90,9 @@ class RLTrainer:
         self.samples_seen = 0
         self.tokens_seen = 0.0
         self.gen_chunk = GenerationChunk()  # rows per sampling call; halved on OOM
+        self.recompute_old_logp = trainer_logp_needed(
+            self.algo.old_logp, next(policy.parameters()).dtype, cfg.rollout.top_p
+        )
 
     # ---- state -----------------------------------------------------------------------------
     def save(self) -> Path | None:
@@ -189,6 +193,7 @@ class RLTrainer:
                 critic=self.critic,
                 chunk_size=algo.micro_batch_size,
                 gen_chunk=self.gen_chunk,
+                recompute_old_logp=self.recompute_old_logp,
             )
             for k, v in part_stats.items():
                 stats[k] += v * (len(part) if k.startswith("train/reward_") else 1)

@@ -76,6 +76,9 @@ class RLAlgorithmConfig(AlgorithmConfig):
     minibatch_size: int | None = None  # samples per optimizer step; null = the whole batch
     entropy_coef: float = 0.0
     vf_coef: float = 1.0
+    # Behaviour log-probs of the ratio: trainer (recomputed by the training forward) | sampler
+    # | auto (trainer when they can differ: a non-fp32 dtype or top_p < 1)
+    old_logp: str = "auto"
     dynamic_sampling: bool = False  # drop groups whose samples are all right or all wrong
     max_sampling_rounds: int = 4  # cap on draws per step when dynamic sampling refills the batch
     overlong: OverlongConfig = field(default_factory=OverlongConfig)
@@ -136,6 +139,10 @@ def _validate_advantage(cfg: DictConfig) -> None:
 
 
 def _validate_policy_update(algo: DictConfig) -> None:
+    check(
+        algo.old_logp in ("trainer", "sampler", "auto"),
+        f"algorithm.old_logp={algo.old_logp}: use trainer, sampler or auto",
+    )
     check(
         algo.policy_loss in POLICY_LOSSES,
         f"algorithm.policy_loss={algo.policy_loss} is unknown; choose: {POLICY_LOSSES.names()}",
