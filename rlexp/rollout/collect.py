@@ -16,6 +16,7 @@ from torch import Tensor
 
 from rlexp.algos.advantages import ADVANTAGES, AdvantageInputs, gae
 from rlexp.algos.diagnostics import advantage_diagnostics, mc_advantages
+from rlexp.algos.importance import truncated_is_weights
 from rlexp.algos.kl import kl_estimate
 from rlexp.algos.masks import real_mask
 from rlexp.data.prompts import decode_completions, encode_prompts
@@ -221,11 +222,16 @@ def _teacher_forced(model, batch: RolloutBatch, temperature: float, chunk_size: 
     )
 
 
-def trainer_logp_needed(setting: str, dtype: torch.dtype, top_p: float) -> bool:
+def trainer_logp_needed(
+    setting: str, dtype: torch.dtype, top_p: float, rollout_is: str = "none"
+) -> bool:
     """``algorithm.old_logp``: ``trainer`` recomputes the behaviour log-probs with the training
     forward, ``sampler`` keeps the sampler's; ``auto`` recomputes whenever the two can differ
-    beyond float32 rounding (a non-fp32 dtype, or nucleus sampling with ``top_p < 1``)."""
+    beyond float32 rounding (a non-fp32 dtype, or nucleus sampling with ``top_p < 1``), and
+    whenever ``algorithm.rollout_is`` needs both."""
     if setting == "auto":
+        if rollout_is != "none":
+            return True
         return dtype != torch.float32 or top_p < 1
     return setting == "trainer"
 
@@ -244,6 +250,19 @@ def logp_mismatch_stats(batch: RolloutBatch) -> dict[str, float]:
         "rollout/logp_abs_diff": all_reduce_scalar(float(x.abs().sum())) / n,
         "rollout/logp_k3": all_reduce_scalar(float((x.exp() - 1 - x).sum())) / n,
         "rollout/ratio_max": all_reduce_scalar(ratio_max, "max"),
+    }
+
+
+def apply_rollout_is(batch: RolloutBatch, level: str, cap: float) -> dict[str, float]:
+    """Scale the advantages by the truncated sampler/trainer importance weights
+    (``rlexp.algos.importance``); returns the weights' mean and the fraction truncated."""
+    w = truncated_is_weights(batch.old_logp, batch.sampler_logp, batch.completion_mask, level, cap)
+    batch.advantages = batch.advantages * w
+    real = real_mask(batch.completion_mask)
+    n = max(all_reduce_scalar(float(real.sum())), 1.0)
+    return {
+        "rollout/is_weight_mean": all_reduce_scalar(float(w[real].sum())) / n,
+        "rollout/is_truncated_frac": all_reduce_scalar(float((w[real] >= cap).sum())) / n,
     }
 
 

@@ -24,6 +24,7 @@ from rlexp.rollout.batch import RolloutBatch, concat_batches
 from rlexp.rollout.collect import (
     GenerationChunk,
     add_kl_penalty,
+    apply_rollout_is,
     collect,
     compute_advantages,
     rollout_stats,
@@ -91,7 +92,10 @@ class RLTrainer:
         self.tokens_seen = 0.0
         self.gen_chunk = GenerationChunk()  # rows per sampling call; halved on OOM
         self.recompute_old_logp = trainer_logp_needed(
-            self.algo.old_logp, next(policy.parameters()).dtype, cfg.rollout.top_p
+            self.algo.old_logp,
+            next(policy.parameters()).dtype,
+            cfg.rollout.top_p,
+            self.algo.rollout_is,
         )
 
     # ---- state -----------------------------------------------------------------------------
@@ -241,6 +245,8 @@ class RLTrainer:
         if batch.returns is not None:
             check_finite(batch.returns[real], "returns")
         stats |= rollout_stats(batch, self.adv_cfg.get("gamma", 1.0))
+        if algo.rollout_is != "none":  # the sampler/trainer mismatch, truncated IS
+            stats |= apply_rollout_is(batch, algo.rollout_is, algo.rollout_is_cap)
         t1 = time.perf_counter()
         stats |= policy_update(
             self.policy, self.optimizer, batch, algo, self.cfg.rollout.temperature, self.update_gen

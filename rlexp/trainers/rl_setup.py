@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig
 
 from rlexp.algos.advantages import ADVANTAGES, estimator_requirements
+from rlexp.algos.importance import ROLLOUT_IS_LEVELS
 from rlexp.algos.kl import KL_ESTIMATORS
 from rlexp.algos.losses import AGG_MODES, POLICY_LOSSES
 from rlexp.models.build import init_model
@@ -79,6 +80,10 @@ class RLAlgorithmConfig(AlgorithmConfig):
     # Behaviour log-probs of the ratio: trainer (recomputed by the training forward) | sampler
     # | auto (trainer when they can differ: a non-fp32 dtype or top_p < 1)
     old_logp: str = "auto"
+    # Truncated importance sampling of the sampler/trainer mismatch: none | token | sequence,
+    # weights min(π_old / π_sampler, rollout_is_cap) on the advantages (rlexp.algos.importance)
+    rollout_is: str = "none"
+    rollout_is_cap: float = 2.0
     dynamic_sampling: bool = False  # drop groups whose samples are all right or all wrong
     max_sampling_rounds: int = 4  # cap on draws per step when dynamic sampling refills the batch
     overlong: OverlongConfig = field(default_factory=OverlongConfig)
@@ -143,6 +148,16 @@ def _validate_policy_update(algo: DictConfig) -> None:
         algo.old_logp in ("trainer", "sampler", "auto"),
         f"algorithm.old_logp={algo.old_logp}: use trainer, sampler or auto",
     )
+    check(
+        algo.rollout_is in ROLLOUT_IS_LEVELS,
+        f"algorithm.rollout_is={algo.rollout_is}: use {', '.join(ROLLOUT_IS_LEVELS)}",
+    )
+    check(
+        algo.rollout_is == "none" or algo.old_logp != "sampler",
+        f"algorithm.rollout_is={algo.rollout_is} weighs the trainer's log-probs against the "
+        "sampler's, but algorithm.old_logp=sampler keeps only the sampler's; use trainer or auto",
+    )
+    check(algo.rollout_is_cap >= 1, f"algorithm.rollout_is_cap={algo.rollout_is_cap} must be >= 1")
     check(
         algo.policy_loss in POLICY_LOSSES,
         f"algorithm.policy_loss={algo.policy_loss} is unknown; choose: {POLICY_LOSSES.names()}",

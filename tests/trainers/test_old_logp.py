@@ -85,3 +85,31 @@ def test_an_unknown_old_logp_setting_is_one_config_error() -> None:
         ConfigError, match="algorithm.old_logp=engine: use trainer, sampler or auto"
     ):
         validate(compose_cfg([*TINY, "algorithm.old_logp=engine", "output_dir=x"]))
+
+
+def test_a_short_grpo_run_with_sequence_level_rollout_is(tmp_path, shared_cache) -> None:
+    from rlexp.train import run
+    from tests.conftest import read_jsonl
+
+    out = tmp_path / "run"
+    cfg = compose_cfg(
+        [
+            *TINY,
+            "steps=2",
+            "eval_every=2",
+            "save_every=2",
+            "algorithm.prompts_per_step=4",
+            "algorithm.group_size=4",
+            "algorithm.minibatch_size=8",
+            "algorithm.rollout_is=sequence",
+            f"output_dir={out}",
+            f"cache_dir={shared_cache}",
+        ]
+    )
+    run(cfg)
+    rows = [r for r in read_jsonl(out / "metrics.jsonl") if "train/reward_mean" in r]
+    assert len(rows) == 2
+    for r in rows:  # fp32: the recomputed log-probs equal the sampler's up to float rounding
+        assert r["rollout/logp_abs_diff"] < 1e-4
+        assert r["rollout/is_weight_mean"] == pytest.approx(1.0, abs=1e-3)
+        assert r["rollout/is_truncated_frac"] == 0.0
