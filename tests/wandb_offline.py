@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
 from wandb.proto import wandb_internal_pb2 as pb
 
 BLOCK = 32 * 1024
+WAIT_S = 20.0  # a finished run's file is complete once its exit record is written
 HEADER = 7
 
 
@@ -46,7 +48,12 @@ def read_offline_run(run_dir: Path) -> dict[str, Any]:
     """``{"run": Record.run, "history": [dict per log call], "config": {...}, "exit_code": int |
     None}`` of the single offline W&B run under ``run_dir/wandb``."""
     (path,) = Path(run_dir).glob("wandb/offline-run-*/run-*.wandb")
-    return read_run_file(path)
+    run = read_run_file(path)
+    deadline = time.monotonic() + WAIT_S
+    while run["exit_code"] is None and time.monotonic() < deadline:  # W&B's writer may lag
+        time.sleep(0.2)
+        run = read_run_file(path)
+    return run
 
 
 def read_offline_runs(run_dir: Path) -> list[dict[str, Any]]:

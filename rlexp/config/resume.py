@@ -20,21 +20,20 @@ from rlexp.runtime.errors import ConfigError
 RESUME_MAY_CHANGE = ("resume", "steps", "threads", "device", "logger", "output_dir", "cache_dir")
 
 
-def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        out: dict[str, Any] = {}
-        for k, v in node.items():
-            out |= _leaves(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {}
-            if not isinstance(v, dict) or not v:
-                out[f"{prefix}{k}"] = v
-        return out
-    return {prefix.rstrip("."): node}
+def flat_items(node: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a.b": 1, ...}``: the leaves of nested dicts by dotted key (an empty dict is a leaf)."""
+    if not isinstance(node, dict) or not node:
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for k, v in node.items():
+        out |= flat_items(v, f"{prefix}.{k}" if prefix else str(k))
+    return out
 
 
 def changed_keys(saved: DictConfig, current: DictConfig) -> list[str]:
     """Dotted keys whose values differ between two configs (missing on one side counts)."""
-    a = _leaves(OmegaConf.to_container(saved, resolve=True))
-    b = _leaves(OmegaConf.to_container(current, resolve=True))
+    a = flat_items(OmegaConf.to_container(saved, resolve=True))
+    b = flat_items(OmegaConf.to_container(current, resolve=True))
     return sorted(k for k in a.keys() | b.keys() if a.get(k, "<absent>") != b.get(k, "<absent>"))
 
 
@@ -63,8 +62,8 @@ def resumed_config(cfg: DictConfig, run_dir: Path, overrides: Sequence[str] | No
     changed = [k for k in changed_keys(saved, cfg) if not _mutable(k)]
     refused = [k for k in changed if overrides is None or _set_by(k, overrides)]
     if refused:
-        a = _leaves(OmegaConf.to_container(saved, resolve=True))
-        b = _leaves(OmegaConf.to_container(cfg, resolve=True))
+        a = flat_items(OmegaConf.to_container(saved, resolve=True))
+        b = flat_items(OmegaConf.to_container(cfg, resolve=True))
         listed = ", ".join(
             f"{k} ({a.get(k, '<absent>')} -> {b.get(k, '<absent>')})" for k in refused
         )

@@ -9,7 +9,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlexp.config import register_configs
-from rlexp.config.resume import RESUME_MAY_CHANGE, changed_keys, resumed_config
+from rlexp.config.resume import RESUME_MAY_CHANGE, changed_keys, flat_items, resumed_config
 from rlexp.config.schema import EvalJobConfig, RootConfig
 from rlexp.runtime.errors import ConfigError
 from rlexp.runtime.paths import CONF_DIR
@@ -65,16 +65,6 @@ def test_resume_takes_the_saved_settings_and_refuses_changed_overrides(tmp_path:
     assert "steps" in RESUME_MAY_CHANGE and "algorithm" not in RESUME_MAY_CHANGE
 
 
-def _leaves(node: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in node.items():
-        if isinstance(v, dict) and v:
-            out |= _leaves(v, f"{prefix}{k}.")
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def test_no_option_repeats_a_default_of_its_schema() -> None:
     """A group option (conf/<group>/<option>.yaml) holds only what makes it differ."""
     from hydra.core.config_store import ConfigStore
@@ -87,8 +77,10 @@ def test_no_option_repeats_a_default_of_its_schema() -> None:
         schemas = [d for d in raw.get("defaults", []) if str(d).endswith("_schema")]
         if not schemas:
             continue
-        schema = _leaves(OmegaConf.to_container(repo[path.parent.name][f"{schemas[0]}.yaml"].node))
-        values = _leaves({k: v for k, v in raw.items() if k != "defaults"})
+        schema = flat_items(
+            OmegaConf.to_container(repo[path.parent.name][f"{schemas[0]}.yaml"].node)
+        )
+        values = flat_items({k: v for k, v in raw.items() if k != "defaults"})
         repeated += [
             f"{path.parent.name}/{path.name}: {k}"
             for k, v in values.items()
