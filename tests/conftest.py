@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -36,6 +37,16 @@ TINY = [
     "model.num_layers=1",
     "model.num_heads=2",
 ]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """``-m vllm`` tests need the vllm extra (``make install-vllm``); without it they skip."""
+    if importlib.util.find_spec("vllm") is not None:
+        return
+    skip = pytest.mark.skip(reason="vllm is not installed (make install-vllm)")
+    for item in items:
+        if "vllm" in item.keywords:
+            item.add_marker(skip)
 
 
 def compose_cfg(overrides: list[str]):

@@ -135,10 +135,30 @@ class LoggerConfig:
 
 
 @dataclass
+class VLLMConfig:
+    """The colocated vLLM engine of ``rollout.engine=vllm`` (rlexp.rollout.vllm_engine)."""
+
+    gpu_memory_utilization: float = 0.3  # its share of GPU memory (on a CPU: of RAM), KV included
+    # The KV cache's size in GiB, whatever else the process holds; null: what the share leaves
+    # (on a CPU vLLM counts the whole process's RSS against the share)
+    kv_cache_gib: float | None = None
+    max_model_len: int | None = None  # prompt + completion positions; null: the model's limit
+    # true: no CUDA graphs / compilation (starts faster, decodes slower); null: true on a CPU,
+    # where compiling costs ~15 s at start for little gain, false on a GPU
+    enforce_eager: bool | None = None
+    enable_prefix_caching: bool = True  # the group_size samples of a prompt share its KV blocks
+    # Memory freed during the update: 0 none, 1 KV cache (weights to host), 2 KV cache and
+    # weights; null: 1 on a GPU, 0 on a CPU (where vLLM cannot sleep)
+    sleep_level: int | None = None
+
+
+@dataclass
 class RolloutConfig:
+    engine: str = "native"  # native (rlexp's samplers) | vllm (pip install -e ".[vllm]")
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 40
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
 
 @dataclass

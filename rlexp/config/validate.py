@@ -6,11 +6,14 @@ catches values that are each valid but impossible or silently useless together.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.data.tasks import TASKS, build_task
+from rlexp.models.load import resolve_device
+from rlexp.rollout.engine import ENGINES
 from rlexp.rollout.rewards import REWARDS
 from rlexp.runtime.distributed import env_world_size
 from rlexp.runtime.errors import check, check_unit_interval
@@ -46,6 +49,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.model.name == "hf":
         _validate_hf_model(cfg)
     _validate_world(algo, env_world_size(), kind)
+    _validate_engine(cfg, kind, env_world_size())
     kind.validate(cfg)  # the kind's own combinations (rlexp.trainers.<kind>)
 
 
@@ -116,3 +120,54 @@ def _validate_world(algo: DictConfig, world: int, kind: TrainerKind) -> None:
         "process; data parallelism is for online RL (train the SFT base / run DPO, RFT without "
         "torchrun)",
     )
+
+
+def _validate_engine(cfg: DictConfig, kind: TrainerKind, world: int) -> None:
+    """``rollout.engine`` and ``rollout.vllm.*``: vLLM installed, able to load the model, sized
+    for the generation budget; checked before any model is built."""
+    r = cfg.rollout
+    check(r.engine in ENGINES, f"rollout.engine={r.engine} is unknown; choose: {ENGINES.names()}")
+    if r.engine == "native":
+        return
+    from rlexp.rollout import vllm_engine
+
+    check(
+        vllm_engine.vllm_installed(), f"rollout.engine=vllm needs vLLM: {vllm_engine.INSTALL_HINT}"
+    )
+    check(
+        kind.rollout_engine,
+        f"rollout.engine=vllm samples online RL rollouts; algorithm.trainer={cfg.algorithm.trainer} "
+        "does not use it (drop rollout.engine=vllm)",
+    )
+    check(
+        world <= 1,
+        f"rollout.engine=vllm runs one process for now; torchrun started {world} "
+        "(use rollout.engine=native for data parallelism)",
+    )
+    v = r.vllm
+    check(
+        0 < v.gpu_memory_utilization <= 1,
+        f"rollout.vllm.gpu_memory_utilization={v.gpu_memory_utilization} must lie in (0, 1]",
+    )
+    check(
+        v.kv_cache_gib is None or v.kv_cache_gib > 0,
+        f"rollout.vllm.kv_cache_gib={v.kv_cache_gib} must be > 0 (or null)",
+    )
+    check(
+        v.max_model_len is None or r.max_new_tokens < v.max_model_len,
+        f"rollout.max_new_tokens={r.max_new_tokens} does not fit rollout.vllm.max_model_len="
+        f"{v.max_model_len} (prompt and completion share it); raise max_model_len or lower "
+        "max_new_tokens",
+    )
+    check(
+        v.sleep_level in (None, 0, 1, 2),
+        f"rollout.vllm.sleep_level={v.sleep_level}: use 0, 1, 2 or null",
+    )
+    on_gpu = resolve_device(cfg.device).type == "cuda"
+    check(
+        on_gpu or not v.sleep_level,
+        f"rollout.vllm.sleep_level={v.sleep_level}: vLLM cannot sleep on a CPU (use 0 or null)",
+    )
+    if cfg.model.name == "hf":
+        config = json.loads((Path(cfg.model.path).expanduser() / "config.json").read_text())
+        vllm_engine.check_architecture(config.get("architectures"), f"model.path={cfg.model.path}")

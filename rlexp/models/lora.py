@@ -3,8 +3,10 @@ start, so the wrapped policy starts out equal to its base (Hu et al. 2021)."""
 
 from __future__ import annotations
 
+import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from torch import nn
+from peft.tuners.lora import LoraLayer
+from torch import Tensor, nn
 
 
 def lora_enabled(lora_cfg) -> bool:
@@ -30,3 +32,25 @@ def apply_lora(policy: nn.Module, lora_cfg) -> nn.Module:
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     """What the optimizer updates: every parameter, or only the adapters of a LoRA policy."""
     return [p for p in model.parameters() if p.requires_grad]
+
+
+@torch.no_grad()
+def merged_weights(model: nn.Module) -> list[tuple[str, Tensor]]:
+    """The model's weights under the names of its plain HF checkpoint; for a LoRA policy the
+    merged ``W + (α/r)·B A`` of every adapted layer (the model itself is left unchanged), so an
+    inference engine that knows only the base architecture serves the current policy."""
+    if not isinstance(model, PeftModel):
+        return list(model.state_dict().items())
+    base, adapter = model.get_base_model(), model.active_adapter
+    deltas = {
+        f"{name}.weight": module.get_delta_weight(adapter)
+        for name, module in base.named_modules()
+        if isinstance(module, LoraLayer) and adapter in module.lora_A and not module.merged
+    }
+    weights = []
+    for name, tensor in base.state_dict().items():
+        if ".lora_" in name:
+            continue
+        name = name.replace(".base_layer.", ".")
+        weights.append((name, tensor + deltas[name].to(tensor.dtype) if name in deltas else tensor))
+    return weights

@@ -7,9 +7,7 @@ completion. Samples of one prompt share a ``group_ids`` entry; groups are always
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -23,73 +21,10 @@ from rlexp.data.prompts import decode_completions, encode_prompts
 from rlexp.data.tasks.base import Problem, Task
 from rlexp.models.logprobs import completion_logprobs
 from rlexp.models.value import completion_values
-from rlexp.rollout.batch import RolloutBatch, last_token_rewards, pad_to_width
+from rlexp.rollout.batch import RolloutBatch, last_token_rewards
+from rlexp.rollout.engine import GenerationChunk, NativeEngine, RolloutEngine, row_chunks
 from rlexp.rollout.rewards import is_correct, score_components, weighted_sum
-from rlexp.rollout.sampler import Samples, sample
 from rlexp.runtime.distributed import all_reduce_scalar, global_mean_std, reduce_dict
-
-
-def _chunks(n: int, size: int) -> list[slice]:
-    """Row slices of at most ``size``: no-grad passes over a rollout never hold all its logits."""
-    return [slice(i, i + size) for i in range(0, n, size)]
-
-
-@dataclass
-class GenerationChunk:
-    """Rows per sampling call. ``None`` samples the whole batch in one call; an out-of-memory
-    error halves it (and it stays halved for later steps). ``retries`` counts the halvings."""
-
-    size: int | None = None
-    retries: int = 0
-
-
-def sample_in_chunks(
-    policy, prompt_ids: Tensor, prompt_mask: Tensor, chunk: GenerationChunk, generator, **kw
-) -> Samples:
-    """``rollout.sample`` over row chunks of ``chunk.size``; on ``torch.OutOfMemoryError`` the
-    chunk is halved and the whole batch sampled again from the generator's starting state, until
-    a chunk of one row fails too. Chunks draw the random numbers in another order, so a halved
-    chunk gives other (equally distributed) samples than the whole batch would."""
-    n, start = prompt_ids.shape[0], generator.get_state()
-    while True:
-        size = min(chunk.size or n, n)
-        try:
-            parts = [
-                sample(policy, prompt_ids[r], prompt_mask[r], generator=generator, **kw)
-                for r in _chunks(n, size)
-            ]
-            return parts[0] if len(parts) == 1 else _concat_samples(parts, kw["pad_token_id"])
-        except torch.OutOfMemoryError as err:
-            if size <= 1:
-                raise RuntimeError(
-                    "out of memory while sampling even one sequence at a time: lower "
-                    "rollout.max_new_tokens or use a smaller model"
-                ) from err
-            chunk.size, chunk.retries = size // 2, chunk.retries + 1
-            warnings.warn(
-                f"out of memory sampling {size} sequences at once; retrying in chunks of "
-                f"{chunk.size}",
-                stacklevel=2,
-            )
-            del err
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            generator.set_state(start)
-
-
-def _concat_samples(parts: list[Samples], pad_id: int) -> Samples:
-    """One ``Samples`` from row chunks of different completion lengths (right-padded)."""
-    width = max(p.completion_ids.shape[1] for p in parts)
-    return Samples(
-        completion_ids=torch.cat(
-            [pad_to_width(p.completion_ids, width, pad_id, False) for p in parts]
-        ),
-        completion_mask=torch.cat(
-            [pad_to_width(p.completion_mask, width, 0, False) for p in parts]
-        ),
-        logp=torch.cat([pad_to_width(p.logp, width, 0.0, False) for p in parts]),
-        truncated=torch.cat([p.truncated for p in parts]),
-    )
 
 
 @torch.no_grad()
@@ -154,10 +89,12 @@ def collect(
     chunk_size: int = 128,
     gen_chunk: GenerationChunk | None = None,
     recompute_old_logp: bool = False,
+    engine: RolloutEngine | None = None,
 ) -> tuple[RolloutBatch, dict[str, float]]:
     """Sample one completion per entry of ``problems`` (each prompt repeated group_size times),
     score it, and compute reference log-probs and values; returns the batch and rollout stats.
-    Sampling runs in chunks of ``gen_chunk`` rows, halved on out-of-memory errors. With
+    ``engine`` samples (``rollout.engine``; default: the native sampler on ``policy``, in chunks
+    of ``gen_chunk`` rows, halved on out-of-memory errors). With
     ``recompute_old_logp`` the behaviour log-probs are the training forward's (teacher-forced by
     the policy), and the sampler's are kept as ``batch.sampler_logp`` (``algorithm.old_logp``)."""
     device = next(policy.parameters()).device
@@ -166,11 +103,10 @@ def collect(
     t0 = time.perf_counter()
     prompt_ids, prompt_mask = encode_prompts(tokenizer, [p.prompt for p in problems], device)
     policy.eval()
-    out = sample_in_chunks(
-        policy,
+    engine = engine if engine is not None else NativeEngine(policy, gen_chunk)
+    out = engine.generate(
         prompt_ids,
         prompt_mask,
-        gen_chunk,
         generator,
         max_new_tokens=rollout_cfg.max_new_tokens,
         eos_token_id=tokenizer.eos_token_id,
@@ -191,7 +127,7 @@ def collect(
         batch.ref_logp = _teacher_forced(ref_model, batch, rollout_cfg.temperature, chunk_size)
     if critic is not None:
         batch.values = torch.cat(
-            [critic_values(critic, batch.select(r)) for r in _chunks(len(batch), chunk_size)]
+            [critic_values(critic, batch.select(r)) for r in row_chunks(len(batch), chunk_size)]
         )
     stats = {f"train/reward_{k}": sum(v) / len(v) for k, v in components.items()}
     stats |= {
@@ -217,22 +153,24 @@ def _teacher_forced(model, batch: RolloutBatch, temperature: float, chunk_size: 
                 batch.completion_mask[rows],
                 temperature=temperature,
             ).float()
-            for rows in _chunks(len(batch), chunk_size)
+            for rows in row_chunks(len(batch), chunk_size)
         ]
     )
 
 
 def trainer_logp_needed(
-    setting: str, dtype: torch.dtype, top_p: float, rollout_is: str = "none"
+    setting: str,
+    dtype: torch.dtype,
+    top_p: float,
+    rollout_is: str = "none",
+    engine: str = "native",
 ) -> bool:
     """``algorithm.old_logp``: ``trainer`` recomputes the behaviour log-probs with the training
     forward, ``sampler`` keeps the sampler's; ``auto`` recomputes whenever the two can differ
-    beyond float32 rounding (a non-fp32 dtype, or nucleus sampling with ``top_p < 1``), and
-    whenever ``algorithm.rollout_is`` needs both."""
+    beyond float32 rounding (a separate engine such as vLLM, a non-fp32 dtype, or nucleus
+    sampling with ``top_p < 1``), and whenever ``algorithm.rollout_is`` needs both."""
     if setting == "auto":
-        if rollout_is != "none":
-            return True
-        return dtype != torch.float32 or top_p < 1
+        return rollout_is != "none" or engine != "native" or dtype != torch.float32 or top_p < 1
     return setting == "trainer"
 
 

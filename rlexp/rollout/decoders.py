@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -19,6 +20,13 @@ from rlexp.models.logprobs import position_ids_from_mask
 _STATIC_ROPE = ("default", "linear", "llama3", "yarn")  # inv_freq fixed at init
 
 
+def cache_argument(model: nn.Module) -> str:
+    """The forward's name for the KV cache: ``cache`` since transformers 5.20, before that
+    ``past_key_values`` (a wrong name would be swallowed by ``**kwargs``: no cache, wrong logits)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 class GenericDecoder:
     """Any HF causal LM: its own forward with a ``DynamicCache``."""
 
@@ -26,6 +34,7 @@ class GenericDecoder:
         B = prompt_ids.shape[0]
         self.model, self.prompt_ids, self.prompt_mask = model, prompt_ids, prompt_mask.long()
         self.cache = DynamicCache(config=model.config)
+        self.cache_kw = cache_argument(model)
         ones = self.prompt_mask.new_ones(B, max_new)
         self.mask = torch.cat([self.prompt_mask, ones], dim=1)  # [B, P + max_new]
         self.next_pos = self.prompt_mask.sum(1, keepdim=True)  # [B, 1] position of token 0
@@ -35,8 +44,8 @@ class GenericDecoder:
             input_ids=self.prompt_ids,
             attention_mask=self.prompt_mask,
             position_ids=position_ids_from_mask(self.prompt_mask),
-            cache=self.cache,
             use_cache=True,
+            **{self.cache_kw: self.cache},
         )
         return out.logits[:, -1].float()
 
@@ -46,8 +55,8 @@ class GenericDecoder:
             input_ids=tokens[:, None],
             attention_mask=self.mask[:, : P + t + 1],
             position_ids=self.next_pos + t,
-            cache=self.cache,
             use_cache=True,
+            **{self.cache_kw: self.cache},
         )
         return out.logits[:, -1].float()
 

@@ -56,6 +56,7 @@ class TrainerKind:
     resumable: bool = False  # resume=true continues from its last checkpoint
     lora: bool = False  # trains a LoRA policy (model.lora.r > 0)
     kl_reference: bool = False  # may hold a KL reference (model.ref_path)
+    rollout_engine: bool = False  # samples its training data with rollout.engine
 
 
 TRAINERS: Registry[TrainerKind] = Registry("trainer kind (algorithm.trainer)")

@@ -22,7 +22,6 @@ from rlexp.evaluation.heldout import heldout_eval
 from rlexp.models.lora import trainable_parameters
 from rlexp.rollout.batch import RolloutBatch, concat_batches
 from rlexp.rollout.collect import (
-    GenerationChunk,
     add_kl_penalty,
     apply_rollout_is,
     collect,
@@ -30,6 +29,7 @@ from rlexp.rollout.collect import (
     rollout_stats,
     trainer_logp_needed,
 )
+from rlexp.rollout.engine import GenerationChunk, build_engine
 from rlexp.rollout.filters import add_overlong_penalty, informative_groups
 from rlexp.runtime.checkpoint import (
     WithTokenizer,
@@ -96,6 +96,11 @@ class RLTrainer:
             next(policy.parameters()).dtype,
             cfg.rollout.top_p,
             self.algo.rollout_is,
+            cfg.rollout.engine,
+        )
+        # rollout.engine: the native sampler on the policy, or vLLM holding a copy of its weights
+        self.engine = build_engine(
+            cfg.rollout.engine, policy, self.gen_chunk, cfg.rollout, rank_seed(cfg.seed)
         )
 
     # ---- state -----------------------------------------------------------------------------
@@ -142,9 +147,8 @@ class RLTrainer:
             float(state["tokens_seen"]),
         )
         self.next_group_id = int(state.get("next_group_id", 0))
-        self.gen_chunk = GenerationChunk(
-            int(state.get("gen_chunk", 0)) or None, int(state.get("gen_oom_retries", 0))
-        )
+        self.gen_chunk.size = int(state.get("gen_chunk", 0)) or None  # the engine's object
+        self.gen_chunk.retries = int(state.get("gen_oom_retries", 0))
         self.step = int(state["step"])
         set_rng_state(state["rng"])
         per_rank = state.get("rollout_gen_ranks", [])
@@ -198,6 +202,7 @@ class RLTrainer:
                 chunk_size=algo.micro_batch_size,
                 gen_chunk=self.gen_chunk,
                 recompute_old_logp=self.recompute_old_logp,
+                engine=self.engine,
             )
             for k, v in part_stats.items():
                 stats[k] += v * (len(part) if k.startswith("train/reward_") else 1)
@@ -229,9 +234,11 @@ class RLTrainer:
     def train_step(self) -> dict[str, float]:
         algo, t0 = self.algo, time.perf_counter()
         batch, stats = self.sample_batch()
+        self.engine.release()  # vLLM on a GPU sleeps through the update
         self.samples_seen += int(stats["train/sampled_completions"])
         self.tokens_seen += stats["train/generated_tokens"]
         if all_reduce_scalar(len(batch)) == 0:  # dynamic sampling found no group with signal
+            self.engine.load_weights(self.policy)  # the same weights (a deep sleep dropped them)
             return stats | {"time/step": time.perf_counter() - t0}
         real = real_mask(batch.completion_mask)
         if batch.ref_logp is not None:
@@ -254,6 +261,9 @@ class RLTrainer:
         if self.critic is not None:
             stats |= critic_update(self.critic, self.critic_optimizer, batch, algo, self.update_gen)
         stats["time/update"] = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        self.engine.load_weights(self.policy)  # vLLM: the new weights, in memory
+        stats["time/weight_sync"] = time.perf_counter() - t2
         stats["time/step"] = time.perf_counter() - t0
         return stats
 

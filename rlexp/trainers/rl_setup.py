@@ -268,7 +268,10 @@ def run_rl(ctx: RunContext) -> dict[str, float]:
     )
     if resume_from is not None:
         trainer.restore(resume_from)
-    final = trainer.run()
+    try:
+        final = trainer.run()
+    finally:
+        trainer.engine.close()
     if is_main():
         print_base_to_final(run_dir, final)
     return final
@@ -283,5 +286,6 @@ TRAINERS.register("rl")(
         resumable=True,
         lora=True,
         kl_reference=True,
+        rollout_engine=True,
     )
 )

@@ -25,7 +25,8 @@ from rlexp.data.prompts import PromptStream
 from rlexp.data.tasks import build_task
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
-from rlexp.rollout.collect import GenerationChunk, collect
+from rlexp.rollout.collect import collect
+from rlexp.rollout.engine import GenerationChunk
 from rlexp.runtime.checkpoint import (
     latest_checkpoint,
     load_trainer_state,
@@ -310,7 +311,7 @@ def test_generation_oom_halves_the_chunk_and_retries(monkeypatch) -> None:
     """OOM above 2 rows per sampling call: 8 → 4 → 2, logged and warned; the batch is whole and
     equals sampling in chunks of 2 from the start (not the one-call batch: chunks draw the random
     numbers in another order). At one row the error says what to do."""
-    import rlexp.rollout.collect as experience
+    import rlexp.rollout.engine as experience
 
     task, tok, model = _tiny_parts()
     real_sample = experience.sample
