@@ -49,7 +49,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.model.name == "hf":
         _validate_hf_model(cfg)
     _validate_world(algo, env_world_size(), kind)
-    _validate_engine(cfg, kind, env_world_size())
+    _validate_engine(cfg, kind)
     kind.validate(cfg)  # the kind's own combinations (rlexp.trainers.<kind>)
 
 
@@ -122,7 +122,7 @@ def _validate_world(algo: DictConfig, world: int, kind: TrainerKind) -> None:
     )
 
 
-def _validate_engine(cfg: DictConfig, kind: TrainerKind, world: int) -> None:
+def _validate_engine(cfg: DictConfig, kind: TrainerKind) -> None:
     """``rollout.engine`` and ``rollout.vllm.*``: vLLM installed, able to load the model, sized
     for the generation budget; checked before any model is built."""
     r = cfg.rollout
@@ -138,11 +138,6 @@ def _validate_engine(cfg: DictConfig, kind: TrainerKind, world: int) -> None:
         kind.rollout_engine,
         f"rollout.engine=vllm samples online RL rollouts; algorithm.trainer={cfg.algorithm.trainer} "
         "does not use it (drop rollout.engine=vllm)",
-    )
-    check(
-        world <= 1,
-        f"rollout.engine=vllm runs one process for now; torchrun started {world} "
-        "(use rollout.engine=native for data parallelism)",
     )
     v = r.vllm
     check(

@@ -129,6 +129,7 @@ class VLLMEngine:
                 enable_sleep_mode=self.sleep_level > 0,
                 logprobs_mode="processed_logprobs",
                 generation_config="vllm",  # the checkpoint's defaults never override ours
+                **_launcher_args(),
             )
         except (RuntimeError, ValueError) as err:
             raise _engine_error(err) from err
@@ -213,13 +214,24 @@ class VLLMEngine:
             self.asleep = True
 
     def close(self) -> None:
-        """Free the engine, and the single-process group vLLM set up (not the trainer's)."""
+        """Free the engine and the single-process group vLLM set up. Under torchrun the engine
+        lives in the trainer's process group, which vLLM's shutdown would destroy: it is left
+        to the end of the process."""
+        if not self._owns_process_group:
+            return
         from vllm.distributed.parallel_state import cleanup_dist_env_and_memory
 
         del self.llm
-        if self._owns_process_group:
-            cleanup_dist_env_and_memory()
+        cleanup_dist_env_and_memory()
         self._config_dir.cleanup()
+
+
+def _launcher_args() -> dict:
+    """Under torchrun, one engine per rank on the rank's own device, inside the trainer's
+    process group (vLLM's ``external_launcher``: RANK / LOCAL_RANK from the environment)."""
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        return {"distributed_executor_backend": "external_launcher"}
+    return {}
 
 
 def padded_samples(

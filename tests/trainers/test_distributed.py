@@ -315,9 +315,21 @@ def test_world_size_must_split_prompts_and_minibatches_evenly() -> None:
         _validate_any_world(sft, 2, TRAINERS.get("sft"))
 
 
+VLLM_PER_RANK = [  # one engine per rank (head size 32 for vLLM's CPU kernels)
+    "rollout.engine=vllm",
+    "model.hidden_size=64",
+    "rollout.vllm.gpu_memory_utilization=0.2",
+    "rollout.vllm.kv_cache_gib=0.05",
+]
+
+
 @pytest.mark.slow  # a subprocess
-def test_torchrun_two_processes_end_to_end(tmp_path: Path) -> None:
-    """The real entry point under torchrun: rank 0 alone writes metrics, W&B run, checkpoints."""
+@pytest.mark.parametrize(
+    "engine", ["native", pytest.param("vllm", marks=pytest.mark.vllm)], ids=["native", "vllm"]
+)
+def test_torchrun_two_processes_end_to_end(tmp_path: Path, engine: str) -> None:
+    """The real entry point under torchrun: rank 0 alone writes metrics, W&B run, checkpoints;
+    with ``rollout.engine=vllm`` each rank samples its share with its own engine."""
     out = tmp_path / "run"
     cmd = [
         sys.executable,
@@ -340,6 +352,7 @@ def test_torchrun_two_processes_end_to_end(tmp_path: Path) -> None:
         f"output_dir={out}",
         f"cache_dir={tmp_path / 'cache'}",
         f"hydra.run.dir={tmp_path / 'hydra'}",
+        *(VLLM_PER_RANK if engine == "vllm" else []),
     ]
     env = os.environ | {
         "OMP_NUM_THREADS": "1",
@@ -353,6 +366,8 @@ def test_torchrun_two_processes_end_to_end(tmp_path: Path) -> None:
     train = [r for r in rows if "train/reward_mean" in r]
     assert [r["train/step"] for r in train] == [0, 1]  # one row per step: rank 0 alone logs
     assert all(r["train/sampled_completions"] == 8 for r in train)  # the global batch: 4 × 2
+    if engine == "vllm":  # both ranks' engines hold the synced weights (global mean, fp32)
+        assert all(r["rollout/logp_abs_diff"] < 1e-5 for r in train)
     assert [r["train/step"] for r in rows if "eval/sampled_accuracy" in r] == [0, 2]
     assert len(list((out / "wandb").glob("offline-run-*"))) == 1
     info = json.loads((out / "run_info.json").read_text())
