@@ -199,7 +199,9 @@ class VLLMEngine:
             "reload_weights", kwargs={"weights_iterator": merged_weights(policy)}
         )
         self.llm.reset_prefix_cache()
-        self.wake()
+        if self.asleep:  # the KV cache only now: it never waits on the device during the sync
+            self.llm.wake_up(tags=["kv_cache"])
+            self.asleep = False
 
     def wake(self) -> None:
         if self.asleep:
