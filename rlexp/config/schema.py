@@ -203,6 +203,19 @@ class StudyConfig:
 
 
 @dataclass
+class FSDPConfig:
+    offload: bool = False  # parameters and optimizer state in host memory between uses
+
+
+@dataclass
+class DistributedConfig:
+    """Under torchrun, how the ranks hold the models (rlexp.runtime.sharding)."""
+
+    strategy: str = "ddp"  # ddp: a full copy per rank, gradients all-reduced | fsdp: FSDP2 shards
+    fsdp: FSDPConfig = field(default_factory=FSDPConfig)
+
+
+@dataclass
 class RootConfig:
     algorithm: Any = MISSING  # one trainer kind's schema (rlexp.trainers.kinds.TRAINERS)
     advantage: Any = MISSING
@@ -214,6 +227,7 @@ class RootConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     study: StudyConfig = field(default_factory=StudyConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     seed: int = 0
     steps: int = 100  # RL updates (one rollout batch each); offline methods: optimizer steps
     eval_every: int = 25  # held-out evaluation period, in steps (also at step 0 and at the end)

@@ -17,6 +17,7 @@ from rlexp.rollout.engine import ENGINES
 from rlexp.rollout.rewards import REWARDS
 from rlexp.runtime.distributed import env_world_size
 from rlexp.runtime.errors import check, check_unit_interval
+from rlexp.runtime.sharding import STRATEGIES
 from rlexp.trainers import TRAINERS, TrainerKind
 
 
@@ -50,6 +51,7 @@ def validate(cfg: DictConfig) -> None:
         _validate_hf_model(cfg)
     _validate_world(algo, env_world_size(), kind)
     _validate_engine(cfg, kind)
+    _validate_strategy(cfg, kind)
     kind.validate(cfg)  # the kind's own combinations (rlexp.trainers.<kind>)
 
 
@@ -166,3 +168,17 @@ def _validate_engine(cfg: DictConfig, kind: TrainerKind) -> None:
     if cfg.model.name == "hf":
         config = json.loads((Path(cfg.model.path).expanduser() / "config.json").read_text())
         vllm_engine.check_architecture(config.get("architectures"), f"model.path={cfg.model.path}")
+
+
+def _validate_strategy(cfg: DictConfig, kind: TrainerKind) -> None:
+    """``distributed.strategy``: ddp | fsdp; fsdp shards the data-parallel (online RL) kinds."""
+    strategy = cfg.distributed.strategy
+    check(
+        strategy in STRATEGIES,
+        f"distributed.strategy={strategy}: use {' or '.join(STRATEGIES)}",
+    )
+    check(
+        strategy == "ddp" or kind.data_parallel,
+        f"distributed.strategy=fsdp shards online RL under torchrun; "
+        f"algorithm.trainer={cfg.algorithm.trainer} runs in one process (drop it)",
+    )

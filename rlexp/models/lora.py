@@ -3,10 +3,14 @@ start, so the wrapped policy starts out equal to its base (Hu et al. 2021)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from peft.tuners.lora import LoraLayer
 from torch import Tensor, nn
+
+from rlexp.runtime.sharding import full, full_items
 
 
 def lora_enabled(lora_cfg) -> bool:
@@ -34,23 +38,26 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
 
 
-@torch.no_grad()
-def merged_weights(model: nn.Module) -> list[tuple[str, Tensor]]:
-    """The model's weights under the names of its plain HF checkpoint; for a LoRA policy the
-    merged ``W + (α/r)·B A`` of every adapted layer (the model itself is left unchanged), so an
+def merged_weights(model: nn.Module) -> Iterator[tuple[str, Tensor]]:
+    """The model's weights under the names of its plain HF checkpoint, one tensor at a time
+    (a sharded model's gathered whole, one all-gather each); for a LoRA policy the merged
+    ``W + (α/r)·B A`` of every adapted layer (the model itself is left unchanged), so an
     inference engine that knows only the base architecture serves the current policy."""
-    if not isinstance(model, PeftModel):
-        return list(model.state_dict().items())
-    base, adapter = model.get_base_model(), model.active_adapter
-    deltas = {
-        f"{name}.weight": module.get_delta_weight(adapter)
-        for name, module in base.named_modules()
-        if isinstance(module, LoraLayer) and adapter in module.lora_A and not module.merged
-    }
-    weights = []
-    for name, tensor in base.state_dict().items():
-        if ".lora_" in name:
-            continue
-        name = name.replace(".base_layer.", ".")
-        weights.append((name, tensor + deltas[name].to(tensor.dtype) if name in deltas else tensor))
-    return weights
+    with torch.no_grad():
+        if not isinstance(model, PeftModel):
+            yield from full_items(model.state_dict().items())
+            return
+        base, adapter = model.get_base_model(), model.active_adapter
+        adapted = {
+            f"{name}.weight": module
+            for name, module in base.named_modules()
+            if isinstance(module, LoraLayer) and adapter in module.lora_A and not module.merged
+        }
+        for name, tensor in base.state_dict().items():
+            if ".lora_" in name:
+                continue
+            name = name.replace(".base_layer.", ".")
+            weight = full(tensor)
+            if name in adapted:
+                weight = weight + full(adapted[name].get_delta_weight(adapter)).to(weight.dtype)
+            yield name, weight

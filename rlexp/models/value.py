@@ -38,10 +38,25 @@ class ValueModel(nn.Module):
         ).last_hidden_state
         return self.head(hidden.to(self.head.weight.dtype)).squeeze(-1)
 
-    def save_pretrained(self, path: str | Path) -> None:
+    def save_pretrained(
+        self, path: str | Path, state_dict: dict[str, Tensor] | None = None
+    ) -> None:
+        """The backbone as an HF folder plus ``value_head.safetensors``; ``state_dict`` (this
+        module's, e.g. gathered from shards) replaces the live weights."""
         path = Path(path)
-        self.backbone.save_pretrained(path)
-        save_file(self.head.state_dict(), str(path / "value_head.safetensors"))
+        if state_dict is None:
+            self.backbone.save_pretrained(path)
+            save_file(self.head.state_dict(), str(path / "value_head.safetensors"))
+            return
+        part = {
+            k: {n[len(k) + 1 :]: v for n, v in state_dict.items() if n.startswith(f"{k}.")}
+            for k in ("backbone", "head")
+        }
+        self.backbone.save_pretrained(path, state_dict=part["backbone"])
+        save_file(
+            {k: v.contiguous() for k, v in part["head"].items()},
+            str(path / "value_head.safetensors"),
+        )
 
     @classmethod
     def from_pretrained(

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from rlexp.rollout.batch import pad_to_width
 from rlexp.rollout.sampler import Samples, sample
 from rlexp.runtime.registry import Registry
+from rlexp.runtime.sharding import full_items, is_sharded
 
 
 class RolloutEngine(Protocol):
@@ -50,14 +51,20 @@ ENGINES: Registry = Registry("rollout engine (rollout.engine)")
 
 
 def build_engine(
-    name: str, policy: nn.Module, chunk: GenerationChunk, rollout_cfg, seed: int
+    name: str,
+    policy: nn.Module,
+    chunk: GenerationChunk,
+    rollout_cfg,
+    seed: int,
+    sampler_model: nn.Module | None = None,
 ) -> RolloutEngine:
-    """The engine ``rollout.engine`` names, holding the policy's current weights."""
-    return ENGINES.get(name)(policy, chunk, rollout_cfg, seed)
+    """The engine ``rollout.engine`` names, holding the policy's current weights.
+    ``sampler_model``: an unsharded copy for the native sampler of a sharded policy."""
+    return ENGINES.get(name)(policy, chunk, rollout_cfg, seed, sampler_model)
 
 
 @ENGINES.register("vllm")
-def _vllm(policy: nn.Module, chunk: GenerationChunk, rollout_cfg, seed: int) -> RolloutEngine:
+def _vllm(policy, chunk, rollout_cfg, seed: int, sampler_model=None) -> RolloutEngine:
     from rlexp.rollout.vllm_engine import VLLMEngine  # vllm is an optional extra
 
     return VLLMEngine(policy, rollout_cfg, seed)
@@ -76,16 +83,26 @@ class GenerationChunk:
 
 
 class NativeEngine:
-    """rlexp's samplers on the policy module itself, in row chunks of ``chunk.size``."""
+    """rlexp's samplers on the policy module itself, in row chunks of ``chunk.size``; for a
+    sharded policy on an unsharded copy (``sampler_model``), whose weights ``load_weights``
+    gathers tensor by tensor."""
 
-    def __init__(self, policy: nn.Module, chunk: GenerationChunk) -> None:
-        self.policy, self.chunk = policy, chunk
+    def __init__(
+        self, policy: nn.Module, chunk: GenerationChunk, sampler_model: nn.Module | None = None
+    ) -> None:
+        self.policy, self.chunk = sampler_model if sampler_model is not None else policy, chunk
 
     def generate(self, prompt_ids: Tensor, prompt_mask: Tensor, generator, **kw) -> Samples:
         return sample_in_chunks(self.policy, prompt_ids, prompt_mask, self.chunk, generator, **kw)
 
     def load_weights(self, policy: nn.Module) -> None:
-        self.policy = policy  # the module it samples from: nothing to copy
+        if not is_sharded(policy):
+            self.policy = policy  # the module it samples from: nothing to copy
+            return
+        own = self.policy.state_dict()
+        with torch.no_grad():
+            for name, tensor in full_items(policy.state_dict().items()):
+                own[name].copy_(tensor)
 
     def release(self) -> None:
         pass
@@ -94,7 +111,11 @@ class NativeEngine:
         pass
 
 
-ENGINES.register("native")(lambda policy, chunk, rollout_cfg, seed: NativeEngine(policy, chunk))
+ENGINES.register("native")(
+    lambda policy, chunk, rollout_cfg, seed, sampler_model=None: NativeEngine(
+        policy, chunk, sampler_model
+    )
+)
 
 
 def row_chunks(n: int, size: int) -> list[slice]:

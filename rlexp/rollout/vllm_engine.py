@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from rlexp.models.lora import merged_weights
 from rlexp.rollout.sampler import Samples
 from rlexp.runtime.errors import ConfigError
+from rlexp.runtime.sharding import model_class
 
 INSTALL_HINT = 'pip install -e ".[vllm]" (on this CPU: make install-vllm)'
 ENGINE_DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -98,8 +99,8 @@ class VLLMEngine:
 
         param = next(policy.parameters())
         base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
-        architectures = base.config.architectures or [type(base).__name__]
-        check_architecture(architectures, type(base).__name__)
+        architectures = base.config.architectures or [model_class(base).__name__]
+        check_architecture(architectures, model_class(base).__name__)
         check_cpu_head_size(base.config, param.device)
         v = rollout_cfg.vllm
         self.sleep_level = resolve_sleep_level(v.sleep_level, param.device)

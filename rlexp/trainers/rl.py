@@ -49,6 +49,7 @@ from rlexp.runtime.distributed import (
     world_size,
 )
 from rlexp.runtime.guards import check_finite, check_finite_metrics
+from rlexp.runtime.sharding import FullWeights, is_sharded, load_optimizer_state, optimizer_state
 from rlexp.runtime.tracking import RunLogger, truncate_jsonl
 from rlexp.trainers.update import critic_update, policy_update
 
@@ -67,11 +68,14 @@ class RLTrainer:
         logger: RunLogger,
         ref_model=None,
         critic=None,
+        sampler_model=None,
     ) -> None:
         self.cfg, self.algo = cfg, cfg.algorithm
         self.run_dir, self.logger = run_dir, logger
         self.policy, self.tokenizer, self.task = policy, tokenizer, task
         self.ref_model, self.critic = ref_model, critic
+        # rank 0 evaluates alone: never on a sharded policy (its forward is a collective)
+        self.eval_model = sampler_model if sampler_model is not None else policy
         self.device = next(policy.parameters()).device
         self.reward_weights = dict(cfg.reward.components)
         self.adv_cfg = OmegaConf.to_container(cfg.advantage, resolve=True)
@@ -100,7 +104,12 @@ class RLTrainer:
         )
         # rollout.engine: the native sampler on the policy, or vLLM holding a copy of its weights
         self.engine = build_engine(
-            cfg.rollout.engine, policy, self.gen_chunk, cfg.rollout, rank_seed(cfg.seed)
+            cfg.rollout.engine,
+            policy,
+            self.gen_chunk,
+            cfg.rollout,
+            rank_seed(cfg.seed),
+            sampler_model,  # fsdp + native: an unsharded copy to sample from
         )
 
     # ---- state -----------------------------------------------------------------------------
@@ -109,12 +118,19 @@ class RLTrainer:
         weights (safetensors), optimizers, the data cursor, every RNG, counters, the W&B id.
         Data parallel: the ranks hold the same weights; rank 0 writes, with every rank's
         sampler state (they draw different samples)."""
-        rollout_gens = all_gather_objects(self.rollout_gen.get_state())  # collective: all ranks
+        # collectives, on every rank: the samplers' states; a sharded model's full weights and
+        # optimizer state (gathered to rank 0)
+        rollout_gens = all_gather_objects(self.rollout_gen.get_state())
+        policy = FullWeights(self.policy) if is_sharded(self.policy) else self.policy
+        optimizer = optimizer_state(self.policy, self.optimizer)
+        if self.critic is not None:
+            critic = FullWeights(self.critic) if is_sharded(self.critic) else self.critic
+            critic_optimizer = optimizer_state(self.critic, self.critic_optimizer)
         if not is_main():
             return None
-        modules = {"policy": WithTokenizer(self.policy, self.tokenizer)}
+        modules = {"policy": WithTokenizer(policy, self.tokenizer)}
         state = {
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer,
             "stream": self.stream.state_dict(),
             "rollout_gen": self.rollout_gen.get_state(),
             "rollout_gen_ranks": rollout_gens,
@@ -127,8 +143,8 @@ class RLTrainer:
             "wandb_id": self.logger.run_id or "",
         }
         if self.critic is not None:
-            modules["critic"] = self.critic
-            state["critic_optimizer"] = self.critic_optimizer.state_dict()
+            modules["critic"] = critic
+            state["critic_optimizer"] = critic_optimizer
         return save_checkpoint(self.run_dir, self.step, modules, state)
 
     def restore(self, ckpt: Path) -> None:
@@ -136,9 +152,9 @@ class RLTrainer:
         metrics.jsonl rows a killed run logged after the checkpoint are dropped, so every step
         keeps one row."""
         state = load_trainer_state(ckpt)
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(self.policy, self.optimizer, state["optimizer"])
         if self.critic is not None:
-            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+            load_optimizer_state(self.critic, self.critic_optimizer, state["critic_optimizer"])
         self.stream.load_state_dict(state["stream"])
         self.rollout_gen.set_state(state["rollout_gen"])
         self.update_gen.set_state(state["update_gen"])
@@ -277,7 +293,7 @@ class RLTrainer:
     def evaluate(self) -> dict[str, float]:
         if not is_main():  # data parallel: rank 0 evaluates (and logs); the others wait
             return {}
-        return heldout_eval(self.policy, self.tokenizer, self.task, self.cfg)
+        return heldout_eval(self.eval_model, self.tokenizer, self.task, self.cfg)
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self) -> dict[str, float]:

@@ -4,9 +4,12 @@ its combinations, and its entry point, which builds policy, critic and reference
 
 from __future__ import annotations
 
+import copy
+import warnings
 from dataclasses import dataclass, field
 
 from omegaconf import DictConfig
+from torch import nn
 
 from rlexp.algos.advantages import ADVANTAGES, estimator_requirements
 from rlexp.algos.importance import ROLLOUT_IS_LEVELS
@@ -17,8 +20,15 @@ from rlexp.models.load import load_policy
 from rlexp.models.lora import apply_lora
 from rlexp.models.reference import build_reference
 from rlexp.models.value import ValueModel
-from rlexp.runtime.distributed import broadcast_module, broadcast_object, env_world_size, is_main
+from rlexp.runtime.distributed import (
+    broadcast_module,
+    broadcast_object,
+    env_world_size,
+    is_main,
+    world_size,
+)
 from rlexp.runtime.errors import check, check_unit_interval
+from rlexp.runtime.sharding import shard
 from rlexp.trainers.kinds import (
     TRAINERS,
     AlgorithmConfig,
@@ -218,6 +228,16 @@ def _validate_kl(cfg: DictConfig) -> None:
 def _validate_sampling(cfg: DictConfig) -> None:
     algo = cfg.algorithm
     check(
+        cfg.distributed.strategy != "fsdp" or cfg.rollout.engine == "native",
+        "distributed.strategy=fsdp with rollout.engine=vllm is not supported yet (rank 0's "
+        "evaluation needs an unsharded model); use rollout.engine=native or distributed.strategy=ddp",
+    )
+    check(
+        not (algo.dynamic_sampling and cfg.distributed.strategy == "fsdp"),
+        "algorithm.dynamic_sampling=true can leave the ranks with shards of different sizes, "
+        "and FSDP's collectives need every rank in every forward: use distributed.strategy=ddp",
+    )
+    check(
         not algo.dynamic_sampling or algo.group_size >= 2,
         "algorithm.dynamic_sampling=true drops groups whose samples all agree, so it needs "
         f"algorithm.group_size >= 2 (got {algo.group_size})",
@@ -234,6 +254,21 @@ def _validate_sampling(cfg: DictConfig) -> None:
             f"algorithm.overlong.max_len={max_len} exceeds rollout.max_new_tokens="
             f"{cfg.rollout.max_new_tokens}: no completion could reach it",
         )
+
+
+def use_fsdp(cfg: DictConfig) -> bool:
+    """``distributed.strategy=fsdp`` shards over the ranks of a torchrun world; in a single
+    process there is nothing to shard over: the run goes on unsharded, with a warning."""
+    if cfg.distributed.strategy != "fsdp":
+        return False
+    if world_size() == 1:
+        warnings.warn(
+            "distributed.strategy=fsdp in a single process: nothing to shard over, the run is "
+            "unsharded (launch with torchrun --nproc_per_node=N to shard)",
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 def run_rl(ctx: RunContext) -> dict[str, float]:
@@ -263,8 +298,24 @@ def run_rl(ctx: RunContext) -> dict[str, float]:
     broadcast_module(policy)
     # the frozen reference is the start model, also after a resume (the same on every rank)
     ref_model = build_reference(cfg, policy, base, device, dtype)
+    sampler_model = None
+    if use_fsdp(cfg):
+        if cfg.rollout.engine == "native":  # the native sampler reads whole weights: a copy
+            sampler_model = copy.deepcopy(policy).eval().requires_grad_(False)
+        offload = cfg.distributed.fsdp.offload
+        for model in (policy, critic, ref_model):
+            if isinstance(model, nn.Module):  # not the adapter-off view of a LoRA policy
+                shard(model, dtype, offload)
     trainer = RLTrainer(
-        cfg, run_dir, policy, tokenizer, task, logger, ref_model=ref_model, critic=critic
+        cfg,
+        run_dir,
+        policy,
+        tokenizer,
+        task,
+        logger,
+        ref_model=ref_model,
+        critic=critic,
+        sampler_model=sampler_model,
     )
     if resume_from is not None:
         trainer.restore(resume_from)

@@ -7,7 +7,9 @@ log-probs and values come from the batch (computed once per rollout) and are nev
 Data parallelism (rlexp.runtime.distributed): each rank holds its shard of the rollout batch and shuffles
 it on its own; the global minibatch is the union of the ranks' local minibatches. Denominators
 are counted over all ranks and gradients are summed over ranks after accumulation (before
-clipping), so every rank takes the single-process step of the global minibatch.
+clipping), so every rank takes the single-process step of the global minibatch. Sharded models
+(``distributed.strategy=fsdp``) sum them in FSDP2's reduce-scatter instead, and clip by the norm
+of the whole (sharded) gradient.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from rlexp.runtime.distributed import (
     world_size,
 )
 from rlexp.runtime.guards import check_finite
+from rlexp.runtime.sharding import full, is_sharded
 
 BEFORE_STEP = ", before the optimizer step"  # the guards' context: no weight moved yet
 
@@ -165,8 +168,9 @@ def policy_update(
 def _step(module, optimizer, max_grad_norm: float, name: str) -> Tensor:
     """The end of a minibatch: gradients summed over ranks, their norm clipped, and the optimizer
     step, unless the norm is NaN/inf (then ``FloatingPointError`` and no weight moves)."""
-    all_reduce_gradients(module.parameters())
-    grad_norm = torch.nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm)
+    if not is_sharded(module):  # FSDP2 has reduce-scattered them already (a sum)
+        all_reduce_gradients(module.parameters())
+    grad_norm = full(torch.nn.utils.clip_grad_norm_(module.parameters(), max_grad_norm))
     check_finite(grad_norm, f"gradient norm of the {name}", BEFORE_STEP)
     optimizer.step()
     return grad_norm
