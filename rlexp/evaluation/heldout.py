@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 
 from rlexp.data.prompts import decode_completions, encode_prompts
 from rlexp.data.tasks.base import Problem, Task
+from rlexp.rollout.engine import RolloutEngine
 from rlexp.rollout.sampler import sample
 
 
@@ -28,16 +30,18 @@ def generate_texts(
     greedy: bool = False,
     batch_size: int = 512,
     generator: torch.Generator | None = None,
+    engine: RolloutEngine | None = None,
 ) -> tuple[list[str], list[int]]:
-    """Completions (text) and their lengths in tokens, batch by batch."""
+    """Completions (text) and their lengths in tokens, batch by batch; sampled by ``engine``
+    (a run's ``rollout.engine``) when given, else by the native sampler on ``model``."""
     device = next(model.parameters()).device
     texts: list[str] = []
     lengths: list[int] = []
     model.eval()
     for i in range(0, len(prompts), batch_size):
         ids, mask = encode_prompts(tokenizer, prompts[i : i + batch_size], device)
-        out = sample(
-            model,
+        draw = engine.generate if engine is not None else partial(sample, model)
+        out = draw(
             ids,
             mask,
             max_new_tokens=max_new_tokens,
@@ -67,13 +71,16 @@ def evaluate(
     batch_size: int = 512,
     seed: int = 0,
     prefix: str = "eval",
+    engine: RolloutEngine | None = None,
 ) -> dict[str, float]:
-    """Metrics on ``problems``; the sampling generator is seeded so evaluations are comparable."""
+    """Metrics on ``problems``; the sampling generator is seeded so evaluations are comparable.
+    ``engine``: sample with a run's rollout engine instead of the native sampler on ``model``."""
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     out: dict[str, float] = {}
-    kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size)
-    if greedy:
-        texts, _ = generate_texts(model, tokenizer, [p.prompt for p in problems], greedy=True, **kw)
+    kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, engine=engine)
+    if greedy:  # greedy draws no random numbers: the sampled evaluation's draws stay the same
+        prompts = [p.prompt for p in problems]
+        texts, _ = generate_texts(model, tokenizer, prompts, greedy=True, generator=gen, **kw)
         out[f"{prefix}/greedy_accuracy"] = _mean(
             task.is_correct(t, p) for t, p in zip(texts, problems, strict=True)
         )
@@ -97,7 +104,13 @@ def evaluate(
 
 
 def heldout_eval(
-    model, tokenizer, task: Task, cfg, seed: int | None = None, prefix: str = "eval"
+    model,
+    tokenizer,
+    task: Task,
+    cfg,
+    seed: int | None = None,
+    prefix: str = "eval",
+    engine: RolloutEngine | None = None,
 ) -> dict[str, float]:
     """A run's periodic held-out evaluation: ``cfg.eval`` settings on the first
     ``eval.n_problems`` test problems, sampling seeded by ``seed`` (default ``cfg.seed``, so every
@@ -118,6 +131,7 @@ def heldout_eval(
         batch_size=e.batch_size,
         seed=cfg.seed if seed is None else seed,
         prefix=prefix,
+        engine=engine,
     )
     out["time/eval"] = time.perf_counter() - t0
     return out

@@ -38,6 +38,7 @@ class RolloutEngine(Protocol):
         pad_token_id: int,
         temperature: float,
         top_p: float,
+        greedy: bool = False,
     ) -> Samples: ...
 
     def load_weights(self, policy: nn.Module) -> None: ...  # the policy changed: sync it

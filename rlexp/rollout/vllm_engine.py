@@ -148,7 +148,10 @@ class VLLMEngine:
         pad_token_id: int,
         temperature: float,
         top_p: float,
+        greedy: bool = False,
     ) -> Samples:
+        """Greedy decoding is temperature 0 (no random numbers drawn); its log-probs are at
+        temperature 1, as the native sampler reports them."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
@@ -165,13 +168,17 @@ class VLLMEngine:
                 "rollout.vllm.max_model_len or lower rollout.max_new_tokens"
             )
         eos = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
-        seeds = torch.randint(
-            2**31 - 1, (len(prompts),), generator=generator, device=generator.device
-        ).tolist()
+        seeds = (
+            [None] * len(prompts)
+            if greedy
+            else torch.randint(
+                2**31 - 1, (len(prompts),), generator=generator, device=generator.device
+            ).tolist()
+        )
         params = [
             SamplingParams(
-                temperature=temperature,
-                top_p=top_p,
+                temperature=0.0 if greedy else temperature,
+                top_p=1.0 if greedy else top_p,
                 max_tokens=max_new_tokens,
                 seed=s,
                 logprobs=0,  # the sampled token's own log-prob

@@ -74,8 +74,6 @@ class RLTrainer:
         self.run_dir, self.logger = run_dir, logger
         self.policy, self.tokenizer, self.task = policy, tokenizer, task
         self.ref_model, self.critic = ref_model, critic
-        # rank 0 evaluates alone: never on a sharded policy (its forward is a collective)
-        self.eval_model = sampler_model if sampler_model is not None else policy
         self.device = next(policy.parameters()).device
         self.reward_weights = dict(cfg.reward.components)
         self.adv_cfg = OmegaConf.to_container(cfg.advantage, resolve=True)
@@ -293,7 +291,8 @@ class RLTrainer:
     def evaluate(self) -> dict[str, float]:
         if not is_main():  # data parallel: rank 0 evaluates (and logs); the others wait
             return {}
-        return heldout_eval(self.eval_model, self.tokenizer, self.task, self.cfg)
+        # with the run's engine: never the sharded policy, whose forward is a collective
+        return heldout_eval(self.policy, self.tokenizer, self.task, self.cfg, engine=self.engine)
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self) -> dict[str, float]:

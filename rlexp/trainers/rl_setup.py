@@ -228,11 +228,6 @@ def _validate_kl(cfg: DictConfig) -> None:
 def _validate_sampling(cfg: DictConfig) -> None:
     algo = cfg.algorithm
     check(
-        cfg.distributed.strategy != "fsdp" or cfg.rollout.engine == "native",
-        "distributed.strategy=fsdp with rollout.engine=vllm is not supported yet (rank 0's "
-        "evaluation needs an unsharded model); use rollout.engine=native or distributed.strategy=ddp",
-    )
-    check(
         not (algo.dynamic_sampling and cfg.distributed.strategy == "fsdp"),
         "algorithm.dynamic_sampling=true can leave the ranks with shards of different sizes, "
         "and FSDP's collectives need every rank in every forward: use distributed.strategy=ddp",

@@ -133,3 +133,21 @@ def test_experiment_files_override_the_top_level_values() -> None:
     cfg = _cfg("experiment=majk_passk")
     assert cfg.steps == 150 and cfg.study.n_samples == 64
     assert _cfg().steps == 100
+
+
+@pytest.mark.parametrize(
+    ("preset", "data"), [("gsm8k_grpo_qwen", "gsm8k"), ("math_ppo_qwen", "math")]
+)
+def test_real_model_presets_compose_and_validate(tmp_path: Path, preset: str, data: str) -> None:
+    (tmp_path / "config.json").write_text('{"architectures": ["Qwen2ForCausalLM"]}')
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures"
+    cfg = _cfg(
+        f"experiment={preset}",
+        f"model.path={tmp_path}",
+        f"task.train_file={fixtures / f'{data}_train.jsonl'}",
+        f"task.test_file={fixtures / f'{data}_test.jsonl'}",
+        "rollout.engine=native",  # the preset's vllm needs the extra, checked elsewhere
+    )
+    validate(cfg)
+    assert cfg.model.name == "hf" and cfg.distributed.strategy == "fsdp"
+    assert cfg.model.dtype == "bfloat16" and cfg.task.name == data

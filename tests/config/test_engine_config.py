@@ -49,7 +49,6 @@ def test_vllm_not_installed_names_the_install_command(monkeypatch) -> None:
         ),
         (["rollout.vllm.gpu_memory_utilization=1.5"], "must lie in (0, 1]"),
         (["algorithm=sft"], "algorithm.trainer=sft does not use it"),
-        (["distributed.strategy=fsdp"], "distributed.strategy=fsdp with rollout.engine=vllm"),
     ],
 )
 def test_impossible_vllm_settings(vllm_present, overrides: list[str], needle: str) -> None:

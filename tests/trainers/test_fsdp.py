@@ -154,35 +154,33 @@ def test_the_exported_policy_loads_with_from_pretrained(fsdp_ranks) -> None:
     assert (logp - expected).abs().max() < 1e-5
 
 
+def _launch(tmp_path: Path, out: Path, *extra: str) -> None:
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={WORLD}", "-m", "rlexp.train", *TINY,
+        "model.sft_first=false", "algorithm=grpo", "algorithm.prompts_per_step=4",
+        "algorithm.group_size=2", "algorithm.minibatch_size=4", "algorithm.micro_batch_size=2",
+        "algorithm.lr=1e-3", "distributed.strategy=fsdp", "eval_every=2", "save_every=2",
+        f"output_dir={out}", f"cache_dir={tmp_path / 'cache'}",
+        f"hydra.run.dir={out}", *extra,
+    ]  # fmt: skip
+    env = os.environ | {
+        "OMP_NUM_THREADS": "1",
+        "WANDB_MODE": "disabled",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 @pytest.mark.slow  # subprocesses
 def test_torchrun_fsdp_run_resumes_exactly(tmp_path: Path) -> None:
     """4 steps in one go equal 2 steps, then ``resume=true`` to 4: the checkpoint (full weights
     and optimizer state, gathered) restores the sharded run exactly."""
-
-    def launch(out: Path, *extra: str) -> None:
-        cmd = [
-            sys.executable, "-m", "torch.distributed.run", "--standalone",
-            f"--nproc_per_node={WORLD}", "-m", "rlexp.train", *TINY,
-            "model.sft_first=false", "algorithm=grpo", "algorithm.prompts_per_step=4",
-            "algorithm.group_size=2", "algorithm.minibatch_size=4", "algorithm.micro_batch_size=2",
-            "algorithm.lr=1e-3", "distributed.strategy=fsdp", "eval_every=2", "save_every=2",
-            f"output_dir={out}", f"cache_dir={tmp_path / 'cache'}",
-            f"hydra.run.dir={out}", *extra,
-        ]  # fmt: skip
-        env = os.environ | {
-            "OMP_NUM_THREADS": "1",
-            "WANDB_MODE": "disabled",
-            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-        }
-        proc = subprocess.run(
-            cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
-        )
-        assert proc.returncode == 0, proc.stderr[-3000:]
-
     whole, split = tmp_path / "whole", tmp_path / "split"
-    launch(whole, "steps=4")
-    launch(split, "steps=2")
-    launch(split, "steps=4", "resume=true")
+    _launch(tmp_path, whole, "steps=4")
+    _launch(tmp_path, split, "steps=2")
+    _launch(tmp_path, split, "steps=4", "resume=true")
 
     def rows(out: Path) -> list[dict]:
         return [
@@ -192,6 +190,27 @@ def test_torchrun_fsdp_run_resumes_exactly(tmp_path: Path) -> None:
 
     assert rows(split) == rows(whole)
     assert len([r for r in rows(whole) if "train/reward_mean" in r]) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_torchrun_fsdp_feeds_each_ranks_vllm_engine(tmp_path: Path) -> None:
+    """Sharded policy, one engine per rank: the engines get the gathered weights every step
+    (their log-probs are the trainer's), and rank 0 evaluates with its engine."""
+    out = tmp_path / "run"
+    _launch(
+        tmp_path,
+        out,
+        "steps=2",
+        "rollout.engine=vllm",
+        "model.hidden_size=64",  # head size 32 for vLLM's CPU kernels
+        "rollout.vllm.gpu_memory_utilization=0.2",
+        "rollout.vllm.kv_cache_gib=0.05",
+    )
+    rows = read_jsonl(out / "metrics.jsonl")
+    train = [r for r in rows if "train/reward_mean" in r]
+    assert len(train) == 2 and all(r["rollout/logp_abs_diff"] < 1e-5 for r in train)
+    assert [r["train/step"] for r in rows if "eval/sampled_accuracy" in r] == [0, 2]
 
 
 @pytest.mark.parametrize(
