@@ -59,6 +59,7 @@ class TinyModelConfig:
     max_position_embeddings: int = 256
     init_seed: int = 0
     sft_first: bool = True  # start RL from the cached SFT checkpoint (trained on demand)
+    gradient_checkpointing: bool = False  # recompute activations in the backward (less memory)
 
 
 @dataclass
@@ -85,6 +86,7 @@ class HFModelConfig:
     chat_template: str = "auto"
     ref_path: str | None = None  # KL reference from this checkpoint; null = the start model
     lora: LoRAConfig = field(default_factory=LoRAConfig)
+    gradient_checkpointing: bool = False  # recompute activations in the backward (less memory)
 
 
 @dataclass

@@ -28,3 +28,10 @@ def init_model(cfg: DictConfig, device: torch.device, dtype: torch.dtype):
         )
         return model.to(device=device, dtype=dtype), tokenizer
     return load_policy(cfg.model.path, device, dtype, cfg.model.chat_template)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """``model.gradient_checkpointing``: each decoder layer's activations are recomputed in the
+    backward instead of kept (HF's non-reentrant checkpointing; exact, slower, less memory)."""
+    backbone = getattr(model, "backbone", model)  # the critic's HF model
+    backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})

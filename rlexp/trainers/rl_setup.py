@@ -15,7 +15,7 @@ from rlexp.algos.advantages import ADVANTAGES, estimator_requirements
 from rlexp.algos.importance import ROLLOUT_IS_LEVELS
 from rlexp.algos.kl import KL_ESTIMATORS
 from rlexp.algos.losses import AGG_MODES, POLICY_LOSSES
-from rlexp.models.build import init_model
+from rlexp.models.build import enable_gradient_checkpointing, init_model
 from rlexp.models.load import load_policy
 from rlexp.models.lora import apply_lora
 from rlexp.models.reference import build_reference
@@ -293,6 +293,10 @@ def run_rl(ctx: RunContext) -> dict[str, float]:
     broadcast_module(policy)
     # the frozen reference is the start model, also after a resume (the same on every rank)
     ref_model = build_reference(cfg, policy, base, device, dtype)
+    if cfg.model.get("gradient_checkpointing"):
+        for model in (policy, critic):
+            if model is not None:
+                enable_gradient_checkpointing(model)
     sampler_model = None
     if use_fsdp(cfg):
         if cfg.rollout.engine == "native":  # the native sampler reads whole weights: a copy

@@ -31,7 +31,8 @@ SFT_FORMAT_VERSION = 1  # bump when the SFT recipe's code changes what it produc
 
 def sft_key(cfg: DictConfig) -> str:
     model = OmegaConf.to_container(cfg.model, resolve=True)
-    for key in ("sft_first", "lora", "ref_path"):  # RL-only settings: one base for all of them
+    # RL-only settings: one base for all of them
+    for key in ("sft_first", "lora", "ref_path", "gradient_checkpointing"):
         model.pop(key, None)
     payload = {
         "version": SFT_FORMAT_VERSION,

@@ -1,13 +1,15 @@
 """``distributed.strategy=fsdp`` (FSDP2 over 2 gloo ranks on the CPU): one sharded update equals
 the single-process update of the global batch; clipping uses the global gradient norm (a
 rank-local norm fails the same check); a gathered checkpoint loads with ``from_pretrained``;
-the real entry point under torchrun resumes a run exactly."""
+the real entry point under torchrun, SIGKILLed, resumes a run exactly."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from transformers import AutoModelForCausalLM
 
+from benchmarks.resume_demo import logged_steps, newest_checkpoint_step
 from rlexp.models.logprobs import completion_logprobs
 from rlexp.models.value import ValueModel
 from rlexp.rollout.collect import compute_advantages
@@ -154,8 +157,8 @@ def test_the_exported_policy_loads_with_from_pretrained(fsdp_ranks) -> None:
     assert (logp - expected).abs().max() < 1e-5
 
 
-def _launch(tmp_path: Path, out: Path, *extra: str) -> None:
-    cmd = [
+def _command(tmp_path: Path, out: Path, *extra: str) -> list[str]:
+    return [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc_per_node={WORLD}", "-m", "rlexp.train", *TINY,
         "model.sft_first=false", "algorithm=grpo", "algorithm.prompts_per_step=4",
@@ -164,23 +167,60 @@ def _launch(tmp_path: Path, out: Path, *extra: str) -> None:
         f"output_dir={out}", f"cache_dir={tmp_path / 'cache'}",
         f"hydra.run.dir={out}", *extra,
     ]  # fmt: skip
-    env = os.environ | {
-        "OMP_NUM_THREADS": "1",
-        "WANDB_MODE": "disabled",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+
+ENV = {
+    "OMP_NUM_THREADS": "1",
+    "WANDB_MODE": "disabled",
+    "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+}
+
+
+def _launch(tmp_path: Path, out: Path, *extra: str) -> None:
+    cmd = _command(tmp_path, out, *extra)
+    proc = subprocess.run(
+        cmd, env=os.environ | ENV, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
+def _kill_after_checkpoint(tmp_path: Path, out: Path, *extra: str) -> dict:
+    """torchrun and both ranks SIGKILLed at once (its process group) as soon as a step past the
+    newest checkpoint is logged."""
+    proc = subprocess.Popen(
+        _command(tmp_path, out, *extra),
+        env=os.environ | ENV,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            ckpt, steps = newest_checkpoint_step(out), logged_steps(out)
+            if ckpt is not None and steps and steps[-1] >= ckpt:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return {"checkpoint_step": ckpt, "last_logged_step": steps[-1]}
+            time.sleep(0.02)
+        raise AssertionError("the run ended, or saved nothing, before it could be killed")
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @pytest.mark.slow  # subprocesses
-def test_torchrun_fsdp_run_resumes_exactly(tmp_path: Path) -> None:
-    """4 steps in one go equal 2 steps, then ``resume=true`` to 4: the checkpoint (full weights
-    and optimizer state, gathered) restores the sharded run exactly."""
-    whole, split = tmp_path / "whole", tmp_path / "split"
-    _launch(tmp_path, whole, "steps=4")
-    _launch(tmp_path, split, "steps=2")
-    _launch(tmp_path, split, "steps=4", "resume=true")
+def test_sigkilled_torchrun_fsdp_run_resumes_exactly(tmp_path: Path) -> None:
+    """A sharded run SIGKILLed after a checkpoint, then restarted with ``resume=true``, logs the
+    metrics of the uninterrupted run: the checkpoint (full weights and optimizer state, gathered)
+    restores the shards exactly."""
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    _launch(tmp_path, whole, "steps=6")
+    stop = _kill_after_checkpoint(tmp_path, killed, "steps=6")
+    assert stop["checkpoint_step"] < 6
+    _launch(tmp_path, killed, "steps=6", "resume=true")
 
     def rows(out: Path) -> list[dict]:
         return [
@@ -188,8 +228,8 @@ def test_torchrun_fsdp_run_resumes_exactly(tmp_path: Path) -> None:
             for r in read_jsonl(out / "metrics.jsonl")
         ]
 
-    assert rows(split) == rows(whole)
-    assert len([r for r in rows(whole) if "train/reward_mean" in r]) == 4
+    assert rows(killed) == rows(whole)
+    assert len([r for r in rows(whole) if "train/reward_mean" in r]) == 6
 
 
 @pytest.mark.slow
@@ -237,3 +277,28 @@ def test_a_model_without_decoder_layers_cannot_be_sharded_per_layer() -> None:
 
     with pytest.raises(ConfigError, match="Sequential names none"):
         decoder_layers(torch.nn.Sequential(torch.nn.Linear(2, 2)))
+
+
+def test_gradient_checkpointing_leaves_the_update_unchanged() -> None:
+    """``model.gradient_checkpointing``: recomputed activations, the same PPO step (policy and
+    critic), to float rounding."""
+    from rlexp.models.build import enable_gradient_checkpointing
+
+    kw, adv = CASES["ppo_gae_critic"]
+
+    def step(checkpointing: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        model, critic = _model(), ValueModel.from_policy(_model())
+        if checkpointing:
+            enable_gradient_checkpointing(model)
+            enable_gradient_checkpointing(critic)
+            assert model.model.gradient_checkpointing and critic.backbone.gradient_checkpointing
+        batch, algo = _global_batch(model), _algo(**kw)
+        compute_advantages(batch, adv, None)
+        gen = torch.Generator().manual_seed(0)
+        policy_update(model, torch.optim.SGD(model.parameters(), lr=1.0), batch, algo, 1.0, gen)
+        critic_update(critic, torch.optim.SGD(critic.parameters(), lr=1.0), batch, algo, gen)
+        return _flat(model), _flat(critic)
+
+    (p0, c0), (p1, c1) = step(False), step(True)
+    assert not torch.allclose(p0, _flat(_model()))
+    assert _close(p0, p1) and _close(c0, c1)
