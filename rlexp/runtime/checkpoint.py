@@ -69,18 +69,24 @@ def _as_tuple(x: Any) -> Any:
     return tuple(_as_tuple(v) for v in x) if isinstance(x, list | tuple) else x
 
 
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step_{step:06d}"
+
+
 def save_checkpoint(
     run_dir: Path,
     step: int,
     modules: dict[str, Any],
     state: dict[str, Any],
     keep_last: int = 2,
+    into: Path | None = None,
 ) -> Path:
     """Save ``modules`` (objects with ``save_pretrained``) and ``state`` (tensors, numbers,
-    optimizer state dicts) as ``run_dir/checkpoints/step_NNNNNN``; keep the newest ``keep_last``."""
-    final = run_dir / "checkpoints" / f"step_{step:06d}"
+    optimizer state dicts) as ``run_dir/checkpoints/step_NNNNNN``; keep the newest ``keep_last``.
+    ``into``: the temporary folder (from ``atomic_dir``) other ranks already wrote shards into."""
+    final = checkpoint_dir(run_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_dir(final)
+    tmp = into if into is not None else atomic_dir(final)
     for name, module in modules.items():
         module.save_pretrained(tmp / name)
     torch.save({**state, "step": step, "rng": rng_state()}, tmp / "trainer_state.pt")

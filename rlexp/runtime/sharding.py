@@ -9,14 +9,18 @@ under ddp (``rlexp.runtime.distributed.all_reduce_gradients``). ``clip_grad_norm
 gradients takes the global norm.
 
 Weights leave a sharded model only tensor by tensor (``full_items``: one all-gather each, the
-same order on every rank), for checkpoints, the native sampler's copy and the vLLM engine.
+same order on every rank), for the HF export in checkpoints, the native sampler's copy and the
+vLLM engine. Optimizer state is never gathered: each rank writes its shard with
+``torch.distributed.checkpoint`` (DCP).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import torch
+import torch.distributed.checkpoint as dcp
 from torch import Tensor, nn
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
@@ -31,7 +35,6 @@ from rlexp.runtime.errors import ConfigError
 
 STRATEGIES = ("ddp", "fsdp")
 FULL_ON_RANK0 = StateDictOptions(full_state_dict=True, cpu_offload=True)  # rank 0 gets it all
-FULL = StateDictOptions(full_state_dict=True)
 
 
 def decoder_layers(model: nn.Module) -> list[nn.Module]:
@@ -95,19 +98,17 @@ def model_state(model: nn.Module) -> dict[str, Tensor]:
     return get_model_state_dict(model, options=FULL_ON_RANK0)
 
 
-def optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict:
-    """The optimizer's full state (keyed by parameter name) on rank 0 for a sharded model."""
-    if not is_sharded(model):
-        return optimizer.state_dict()
-    return get_optimizer_state_dict(model, optimizer, options=FULL_ON_RANK0)
+def save_sharded_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """A sharded model's optimizer state with ``torch.distributed.checkpoint``: every rank
+    writes its own shard into ``path`` (a folder every rank sees); nothing is gathered."""
+    dcp.save({"optimizer": get_optimizer_state_dict(model, optimizer)}, checkpoint_id=str(path))
 
 
-def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, state: dict) -> None:
-    """Inverse of :func:`optimizer_state`; every rank passes the same full state."""
-    if not is_sharded(model):
-        optimizer.load_state_dict(state)
-        return
-    set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=FULL)
+def load_sharded_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, path: Path) -> None:
+    """Inverse of :func:`save_sharded_optimizer`, also onto another world size (DCP reshards)."""
+    state = {"optimizer": get_optimizer_state_dict(model, optimizer)}  # initialises the state
+    dcp.load(state, checkpoint_id=str(path))
+    set_optimizer_state_dict(model, optimizer, optim_state_dict=state["optimizer"])
 
 
 class FullWeights:

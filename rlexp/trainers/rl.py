@@ -33,6 +33,8 @@ from rlexp.rollout.engine import GenerationChunk, build_engine
 from rlexp.rollout.filters import add_overlong_penalty, informative_groups
 from rlexp.runtime.checkpoint import (
     WithTokenizer,
+    atomic_dir,
+    checkpoint_dir,
     latest_checkpoint,
     load_trainer_state,
     save_checkpoint,
@@ -41,6 +43,7 @@ from rlexp.runtime.checkpoint import (
 from rlexp.runtime.distributed import (
     all_gather_objects,
     all_reduce_scalar,
+    broadcast_object,
     global_mean_std,
     is_main,
     rank,
@@ -49,7 +52,12 @@ from rlexp.runtime.distributed import (
     world_size,
 )
 from rlexp.runtime.guards import check_finite, check_finite_metrics
-from rlexp.runtime.sharding import FullWeights, is_sharded, load_optimizer_state, optimizer_state
+from rlexp.runtime.sharding import (
+    FullWeights,
+    is_sharded,
+    load_sharded_optimizer,
+    save_sharded_optimizer,
+)
 from rlexp.runtime.tracking import RunLogger, truncate_jsonl
 from rlexp.trainers.update import critic_update, policy_update
 
@@ -116,19 +124,26 @@ class RLTrainer:
         weights (safetensors), optimizers, the data cursor, every RNG, counters, the W&B id.
         Data parallel: the ranks hold the same weights; rank 0 writes, with every rank's
         sampler state (they draw different samples)."""
-        # collectives, on every rank: the samplers' states; a sharded model's full weights and
-        # optimizer state (gathered to rank 0)
+        # collectives, on every rank: the samplers' states; a sharded model's full weights
+        # (gathered to rank 0 for its HF folder) and optimizer state (each rank its shard, DCP)
         rollout_gens = all_gather_objects(self.rollout_gen.get_state())
-        policy = FullWeights(self.policy) if is_sharded(self.policy) else self.policy
-        optimizer = optimizer_state(self.policy, self.optimizer)
+        optimizers = {"optimizer": (self.policy, self.optimizer)}
         if self.critic is not None:
-            critic = FullWeights(self.critic) if is_sharded(self.critic) else self.critic
-            critic_optimizer = optimizer_state(self.critic, self.critic_optimizer)
+            optimizers["critic_optimizer"] = (self.critic, self.critic_optimizer)
+        into = None
+        if is_sharded(self.policy):
+            final = checkpoint_dir(self.run_dir, self.step)
+            into = Path(broadcast_object(str(atomic_dir(final)) if is_main() else None))
+            for name, (model, optimizer) in optimizers.items():
+                save_sharded_optimizer(model, optimizer, into / name)
+        policy = FullWeights(self.policy) if is_sharded(self.policy) else self.policy
+        critic = self.critic
+        if is_sharded(critic):
+            critic = FullWeights(critic)
         if not is_main():
             return None
         modules = {"policy": WithTokenizer(policy, self.tokenizer)}
         state = {
-            "optimizer": optimizer,
             "stream": self.stream.state_dict(),
             "rollout_gen": self.rollout_gen.get_state(),
             "rollout_gen_ranks": rollout_gens,
@@ -142,17 +157,23 @@ class RLTrainer:
         }
         if self.critic is not None:
             modules["critic"] = critic
-            state["critic_optimizer"] = critic_optimizer
-        return save_checkpoint(self.run_dir, self.step, modules, state)
+        if into is None:  # unsharded: rank 0's optimizers are whole, in trainer_state.pt
+            state |= {name: opt.state_dict() for name, (_, opt) in optimizers.items()}
+        return save_checkpoint(self.run_dir, self.step, modules, state, into=into)
 
     def restore(self, ckpt: Path) -> None:
         """Continue from ``ckpt`` (its weights were loaded into the models by the caller); the
         metrics.jsonl rows a killed run logged after the checkpoint are dropped, so every step
         keeps one row."""
         state = load_trainer_state(ckpt)
-        load_optimizer_state(self.policy, self.optimizer, state["optimizer"])
+        optimizers = {"optimizer": (self.policy, self.optimizer)}
         if self.critic is not None:
-            load_optimizer_state(self.critic, self.critic_optimizer, state["critic_optimizer"])
+            optimizers["critic_optimizer"] = (self.critic, self.critic_optimizer)
+        for name, (model, optimizer) in optimizers.items():
+            if (ckpt / name).is_dir():  # saved sharded (DCP): read as this world holds it
+                load_sharded_optimizer(model, optimizer, ckpt / name)
+            else:
+                optimizer.load_state_dict(state[name])
         self.stream.load_state_dict(state["stream"])
         self.rollout_gen.set_state(state["rollout_gen"])
         self.update_gen.set_state(state["update_gen"])

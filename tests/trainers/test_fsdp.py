@@ -23,7 +23,13 @@ from rlexp.models.logprobs import completion_logprobs
 from rlexp.models.value import ValueModel
 from rlexp.rollout.collect import compute_advantages
 from rlexp.runtime.distributed import init_distributed, is_main
-from rlexp.runtime.sharding import FullWeights, full, shard
+from rlexp.runtime.sharding import (
+    FullWeights,
+    full,
+    load_sharded_optimizer,
+    save_sharded_optimizer,
+    shard,
+)
 from rlexp.trainers.update import critic_update, policy_update
 from tests.conftest import TINY, read_jsonl
 from tests.trainers.test_distributed import (
@@ -79,6 +85,22 @@ def _train_sharded(algo_kw: dict, adv_cfg: dict, out_dir: Path | None = None) ->
     return out
 
 
+def _adam_step(model, sharded_dir: Path | None = None):
+    """One AdamW step of the GRPO-style case; with ``sharded_dir`` the model is sharded and its
+    optimizer state written there with DCP."""
+    kw, adv = CASES["token_mean_group_relative"]
+    batch = _global_batch(model)
+    if sharded_dir is not None:
+        batch = _shard(batch)
+        shard(model, torch.float32)
+    compute_advantages(batch, adv, None)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    policy_update(model, opt, batch, _algo(**kw), 1.0, torch.Generator().manual_seed(0))
+    if sharded_dir is not None:
+        save_sharded_optimizer(model, opt, sharded_dir)
+    return opt
+
+
 def _worker(rank_: int, port: int, out_dir: str) -> None:
     os.environ |= {
         "MASTER_ADDR": "127.0.0.1",
@@ -98,6 +120,7 @@ def _worker(rank_: int, port: int, out_dir: str) -> None:
         results["local_norm"] = _train_sharded({**grpo[0], **CLIPPED}, grpo[1])
     finally:
         torch.nn.utils.clip_grad_norm_ = real_clip
+    _adam_step(_model(), Path(out_dir) / "adam_optimizer")
     torch.save(results, Path(out_dir) / f"rank{rank_}.pt")
     dist.destroy_process_group()
 
@@ -209,6 +232,22 @@ def _kill_after_checkpoint(tmp_path: Path, out: Path, *extra: str) -> dict:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+def test_sharded_optimizer_state_loads_into_one_unsharded_process(fsdp_ranks) -> None:
+    """DCP reshards on load: the 2 ranks' AdamW shards, read by a single process, are the
+    single-process optimizer state after the same step."""
+    single = _adam_step(_model())
+    model = _model()
+    fresh = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    load_sharded_optimizer(model, fresh, fsdp_ranks[1] / "adam_optimizer")
+    for p_single, p_fresh in zip(
+        single.param_groups[0]["params"], fresh.param_groups[0]["params"], strict=True
+    ):
+        want, got = single.state[p_single], fresh.state[p_fresh]
+        assert float(got["step"]) == float(want["step"]) == 1.0
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert _close(got[key], want[key]), key
 
 
 @pytest.mark.slow  # subprocesses
