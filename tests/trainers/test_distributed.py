@@ -212,7 +212,8 @@ def _uneven(minibatch_size: int | None) -> dict:
     return {"policy": _flat(model), "stats": stats}
 
 
-def _worker(rank_: int, port: int, out_dir: str) -> None:
+def join_world(rank_: int, port: int) -> None:
+    """A spawned test process joins the 2-rank gloo world as torchrun would set it up."""
     os.environ |= {
         "MASTER_ADDR": "127.0.0.1",
         "MASTER_PORT": str(port),
@@ -222,6 +223,10 @@ def _worker(rank_: int, port: int, out_dir: str) -> None:
     }
     torch.set_num_threads(1)
     init_distributed(torch.device("cpu"))
+
+
+def _worker(rank_: int, port: int, out_dir: str) -> None:
+    join_world(rank_, port)
     results = {name: _train_once(*case) for name, case in CASES.items()}
     results["synced"] = _synced_minibatches()
     results["sampled"] = _sampled(out_dir)

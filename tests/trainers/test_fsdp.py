@@ -22,7 +22,7 @@ from benchmarks.resume_demo import logged_steps, newest_checkpoint_step
 from rlexp.models.logprobs import completion_logprobs
 from rlexp.models.value import ValueModel
 from rlexp.rollout.collect import compute_advantages
-from rlexp.runtime.distributed import init_distributed, is_main
+from rlexp.runtime.distributed import is_main
 from rlexp.runtime.sharding import (
     FullWeights,
     full,
@@ -43,6 +43,7 @@ from tests.trainers.test_distributed import (
     _model,
     _shard,
     _train_once,
+    join_world,
 )
 
 FSDP_CASES = ["token_mean_group_relative", "ppo_gae_critic"]  # GRPO-style; PPO with a critic
@@ -102,15 +103,7 @@ def _adam_step(model, sharded_dir: Path | None = None):
 
 
 def _worker(rank_: int, port: int, out_dir: str) -> None:
-    os.environ |= {
-        "MASTER_ADDR": "127.0.0.1",
-        "MASTER_PORT": str(port),
-        "RANK": str(rank_),
-        "LOCAL_RANK": str(rank_),
-        "WORLD_SIZE": str(WORLD),
-    }
-    torch.set_num_threads(1)
-    init_distributed(torch.device("cpu"))
+    join_world(rank_, port)
     grpo = CASES["token_mean_group_relative"]
     results = {name: _train_sharded(*CASES[name]) for name in FSDP_CASES}
     results["clipped"] = _train_sharded({**grpo[0], **CLIPPED}, grpo[1], Path(out_dir))
