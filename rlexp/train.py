@@ -28,7 +28,7 @@ from rlexp.runtime.checkpoint import (
     remove_partial,
 )
 from rlexp.runtime.distributed import broadcast_object, init_distributed, is_main
-from rlexp.runtime.errors import ConfigError
+from rlexp.runtime.errors import ConfigError, check
 from rlexp.runtime.io import atomic_write_json
 from rlexp.runtime.multirun import apply_threads, is_multirun, record_failure
 from rlexp.runtime.paths import CONF_DIR
@@ -90,6 +90,13 @@ def run(cfg: DictConfig) -> float:
     resume_from = broadcast_object(latest_checkpoint(run_dir) if cfg.resume else None)
     if cfg.resume and resume_from is None and is_main():  # killed before its first checkpoint
         truncate_jsonl(run_dir / "metrics.jsonl", "train/step", 0)
+    if resume_from is not None:  # the loop counts up to steps: it could never stop
+        done = int(load_trainer_state(resume_from)["step"])
+        check(
+            done <= cfg.steps,
+            f"resume=true: the newest checkpoint {resume_from} is at step {done}, beyond "
+            f"steps={cfg.steps}; raise steps to continue it, or start a new run",
+        )
     info_path = run_dir / "run_info.json"
     previous = json.loads(info_path.read_text()) if resume_from and info_path.exists() else {}
     if resume_from and not previous.get("wandb_id"):  # the checkpoint keeps it too

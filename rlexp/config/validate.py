@@ -7,6 +7,7 @@ catches values that are each valid but impossible or silently useless together.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -42,6 +43,7 @@ def validate(cfg: DictConfig) -> None:
     check(cfg.eval.n_samples >= 1, f"eval.n_samples={cfg.eval.n_samples} must be >= 1")
     check(cfg.eval.temperature > 0, f"eval.temperature={cfg.eval.temperature} must be > 0")
     check(cfg.sft.steps >= 0 and cfg.sft.batch_size >= 1, "sft.steps >= 0 and sft.batch_size >= 1")
+    _validate_run_values(cfg)
     check(
         algo.trainer in TRAINERS,
         f"algorithm.trainer={algo.trainer}: use {', '.join(TRAINERS.names())}",
@@ -182,3 +184,50 @@ def _validate_strategy(cfg: DictConfig, kind: TrainerKind) -> None:
         f"distributed.strategy=fsdp shards online RL under torchrun; "
         f"algorithm.trainer={cfg.algorithm.trainer} runs in one process (drop it)",
     )
+
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?$")
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _validate_run_values(cfg: DictConfig) -> None:
+    """Values that would otherwise fail deep inside (a division by zero after the models load, a
+    traceback from torch) or silently do something else (a negative clip norm ascends)."""
+    for key in ("eval_every", "save_every", "sft.eval_every"):
+        value = OmegaConf.select(cfg, key)
+        check(
+            value >= 1,
+            f"{key}={value} must be >= 1 (a period in steps; set it to steps or more for "
+            "only the first and the last)",
+        )
+    e, algo = cfg.eval, cfg.algorithm
+    check(e.n_problems >= 1, f"eval.n_problems={e.n_problems} must be >= 1")
+    check(e.batch_size >= 1, f"eval.batch_size={e.batch_size} must be >= 1")
+    check(0 < e.top_p <= 1, f"eval.top_p={e.top_p} must lie in (0, 1]")
+    check(
+        e.max_new_tokens is None or e.max_new_tokens >= 1,
+        f"eval.max_new_tokens={e.max_new_tokens} must be >= 1 (or null)",
+    )
+    for key in ("n_train", "n_test"):
+        value = cfg.task.get(key)
+        check(value is None or value >= 1, f"task.{key}={value} must be >= 1")
+    check(
+        DEVICE.match(str(cfg.device)) is not None,
+        f"device={cfg.device}: use auto, cpu, cuda or cuda:N",
+    )
+    dtype = cfg.model.get("dtype", "auto")
+    check(dtype in DTYPES, f"model.dtype={dtype}: use {', '.join(DTYPES)}")
+    check(cfg.threads >= 0, f"threads={cfg.threads} must be >= 0 (0 = auto)")
+    check(0 <= cfg.seed < 2**31, f"seed={cfg.seed} must lie in [0, 2^31)")
+    check(
+        algo.max_grad_norm > 0,
+        f"algorithm.max_grad_norm={algo.max_grad_norm} must be > 0 (a negative norm would flip "
+        "the gradient, 0 would freeze the model)",
+    )
+    check(algo.lr > 0, f"algorithm.lr={algo.lr} must be > 0")
+    check(algo.weight_decay >= 0, f"algorithm.weight_decay={algo.weight_decay} must be >= 0")
+    check(algo.micro_batch_size >= 1, "algorithm.micro_batch_size must be >= 1")
+    critic = algo.get("critic")
+    if critic is not None:
+        check(critic.lr > 0, f"algorithm.critic.lr={critic.lr} must be > 0")
+    check(cfg.sft.lr > 0, f"sft.lr={cfg.sft.lr} must be > 0")
