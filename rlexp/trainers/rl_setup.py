@@ -176,6 +176,16 @@ def _validate_policy_update(algo: DictConfig) -> None:
         algo.loss_agg in AGG_MODES,
         f"algorithm.loss_agg={algo.loss_agg} is unknown; choose: {list(AGG_MODES)}",
     )
+    check(
+        algo.loss_agg != "seq-mean-token-sum-norm" or algo.norm_len is not None,
+        "algorithm.loss_agg=seq-mean-token-sum-norm divides token sums by a constant: set "
+        "algorithm.norm_len (Dr.GRPO: ${rollout.max_new_tokens}); without it the divisor would "
+        "be each step's longest completion, which changes from step to step",
+    )
+    check(
+        algo.norm_len is None or algo.norm_len >= 1,
+        f"algorithm.norm_len={algo.norm_len} must be >= 1",
+    )
     check(algo.clip_low > 0, f"algorithm.clip_low={algo.clip_low} must be > 0 (ε > 0)")
     check(algo.clip_high > 0, f"algorithm.clip_high={algo.clip_high} must be > 0 (ε > 0)")
     check(algo.clip_low < 1, f"algorithm.clip_low={algo.clip_low} must be < 1")
@@ -208,7 +218,16 @@ def _validate_batch_sizes(algo: DictConfig) -> None:
 
 def _validate_kl(cfg: DictConfig) -> None:
     kl, adv = cfg.algorithm.kl, cfg.advantage
-    check(kl.estimator in KL_ESTIMATORS, f"algorithm.kl.estimator={kl.estimator}: use k1, k2 or k3")
+    check(
+        kl.estimator in KL_ESTIMATORS,
+        f"algorithm.kl.estimator={kl.estimator}: use {', '.join(KL_ESTIMATORS.names())}",
+    )
+    check(
+        not (kl.estimator == "k1" and kl.placement == "loss" and kl.coef > 0),
+        "algorithm.kl.estimator=k1 with algorithm.kl.placement=loss has zero expected gradient "
+        "(E[∇k1] = 0, theory.md §4): it only adds noise; use k2 or k3_plus in the loss (or k1 "
+        "with placement=reward)",
+    )
     check(
         kl.placement in KL_PLACEMENTS, f"algorithm.kl.placement={kl.placement}: use {KL_PLACEMENTS}"
     )

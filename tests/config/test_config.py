@@ -84,7 +84,15 @@ def test_typo_and_wrong_type_fail_at_composition() -> None:
             ],
             "never reads the critic's values",
         ),
-        (["algorithm.kl.estimator=k4"], "k1, k2 or k3"),
+        (["algorithm.kl.estimator=k4"], "use k1, k2, k3, k3_plus"),
+        (
+            ["algorithm.loss_agg=seq-mean-token-sum-norm"],
+            "divides token sums by a constant: set algorithm.norm_len",
+        ),
+        (
+            ["algorithm.kl.estimator=k1", "algorithm.kl.placement=loss"],
+            "zero expected gradient",
+        ),
         (["rollout.temperature=0"], "rollout.temperature=0"),
     ],
 )
