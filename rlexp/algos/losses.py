@@ -220,6 +220,11 @@ def gspo_policy_loss(
     return loss, stats
 
 
+# the stats each loss reports per sequence rather than per token (their weight in a mean)
+gspo_policy_loss.sequence_stats = frozenset(  # type: ignore[attr-defined]
+    {"clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac"}
+)
+
 PolicyLoss = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 POLICY_LOSSES: Registry[PolicyLoss] = Registry("policy loss")
 POLICY_LOSSES.register("ppo_clip")(ppo_policy_loss)

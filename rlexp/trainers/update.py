@@ -76,26 +76,43 @@ def _minibatch_denominator(batch: RolloutBatch, micro_idx: list[Tensor], mode: s
 
 
 class _Mean:
-    """Running means of scalar stats over minibatches."""
+    """Scalar stats over micro-batches, minibatches and ranks: weighted means (a micro-batch's
+    token stats weigh by its real tokens, sequence stats by its sequences, so the result does
+    not depend on ``micro_batch_size``), and maxima for ``*_max`` keys."""
 
     def __init__(self) -> None:
         self.sums: dict[str, float] = defaultdict(float)
-        self.counts: dict[str, int] = defaultdict(int)
+        self.weights: dict[str, float] = defaultdict(float)
+        self.maxima: dict[str, float] = {}
 
-    def add(self, stats: dict[str, float | Tensor]) -> None:
+    def add(
+        self,
+        stats: dict[str, float | Tensor],
+        weight: float = 1.0,
+        seq_weight: float | None = None,
+        seq_keys: frozenset[str] = frozenset(),
+    ) -> None:
         for k, v in stats.items():
-            self.sums[k] += float(v)
-            self.counts[k] += 1
+            if k.endswith("_max"):
+                self.maxima[k] = max(self.maxima.get(k, float("-inf")), float(v))
+                continue
+            w = seq_weight if seq_weight is not None and k.split("/")[-1] in seq_keys else weight
+            self.sums[k] += float(v) * w
+            self.weights[k] += w
 
     def result(self) -> dict[str, float]:
-        """Means over every rank's entries (each micro-batch or minibatch weighs the same)."""
+        """Weighted means over every rank's entries; maxima over every rank's."""
         sums: dict[str, float] = defaultdict(float)
-        counts: dict[str, int] = defaultdict(int)
-        for part_sums, part_counts in all_gather_objects((dict(self.sums), dict(self.counts))):
+        weights: dict[str, float] = defaultdict(float)
+        maxima: dict[str, float] = {}
+        parts = all_gather_objects((dict(self.sums), dict(self.weights), self.maxima))
+        for part_sums, part_weights, part_maxima in parts:
             for k, v in part_sums.items():
                 sums[k] += v
-                counts[k] += part_counts[k]
-        return {k: sums[k] / counts[k] for k in sums}
+                weights[k] += part_weights[k]
+            for k, v in part_maxima.items():
+                maxima[k] = max(maxima.get(k, float("-inf")), v)
+        return {k: sums[k] / weights[k] for k in sums if weights[k] > 0} | maxima
 
 
 def policy_update(
@@ -159,7 +176,12 @@ def policy_update(
                 total.backward()
                 sums["loss/policy"] += float(loss.detach())
                 sums["train/entropy"] += float(ent.detach())
-                means.add({f"train/{k}": v for k, v in stats.items()})
+                means.add(
+                    {f"train/{k}": v for k, v in stats.items()},
+                    weight=float(real_mask(mb.completion_mask).sum()),
+                    seq_weight=float((mb.completion_mask.sum(1) > 0).sum()),
+                    seq_keys=getattr(loss_fn, "sequence_stats", frozenset()),
+                )
             grad_norm = _step(policy, optimizer, algo.max_grad_norm, "policy")
             means.add(_summed_over_ranks(sums) | {"train/grad_norm": grad_norm})
     return means.result()
@@ -214,7 +236,10 @@ def critic_update(
                 check_finite(loss.detach(), "value loss", BEFORE_STEP)
                 (algo.vf_coef * loss).backward()
                 sums["critic/value_loss"] += float(loss.detach())
-                means.add({f"critic/{k}": v for k, v in stats.items()})
+                means.add(
+                    {f"critic/{k}": v for k, v in stats.items()},
+                    weight=float(real_mask(mb.completion_mask).sum()),
+                )
             grad_norm = _step(critic, optimizer, algo.max_grad_norm, "critic")
             means.add(_summed_over_ranks(sums) | {"critic/grad_norm": grad_norm})
     out = means.result()
