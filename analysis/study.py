@@ -144,6 +144,124 @@ def compare(summary: pd.DataFrame, base: str, treated: str) -> dict[str, Any]:
     }
 
 
+SATURATED = 0.005  # Pass@K within this of 1.0 counts as saturated
+
+
+def _per_problem_matrix(per_problem: pd.DataFrame, model: str, column: str, ids) -> np.ndarray:
+    """``[seeds, problems]`` values of one model on the problems ``ids`` (in that order)."""
+    table = per_problem[per_problem["model"] == model]
+    wide = table.pivot(index="seed", columns="problem_id", values=column)
+    return wide[ids].to_numpy(dtype=float)
+
+
+def paired_differences(
+    per_problem: pd.DataFrame,
+    ks: Sequence[int],
+    base: str,
+    treated: str,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per K and metric (maj, pass): treated − base, the mean over the problems both models were
+    evaluated on (each model's values averaged over its seeds), with a paired 95% percentile
+    bootstrap CI: one resample of problems serves both models (their per-problem results are
+    paired), and a model with >= 3 seeds has its seeds resampled too."""
+    ids = sorted(
+        set(per_problem.loc[per_problem["model"] == base, "problem_id"])
+        & set(per_problem.loc[per_problem["model"] == treated, "problem_id"])
+    )
+    rng = np.random.default_rng(seed)
+    n = len(ids)
+    problems = rng.integers(0, n, (n_boot, n))
+    seed_draws: dict[str, np.ndarray | None] = {}
+    for model in (base, treated):
+        s = per_problem.loc[per_problem["model"] == model, "seed"].nunique()
+        seed_draws[model] = rng.integers(0, s, (n_boot, s)) if s >= 3 else None
+    rows = []
+    for k in ks:
+        for metric in ("maj", "pass"):
+            boots, point = [], 0.0
+            for sign, model in ((-1.0, base), (1.0, treated)):
+                m = _per_problem_matrix(per_problem, model, f"{metric}@{k}", ids)
+                point += sign * m.mean()
+                draws = seed_draws[model]
+                by_seed = m[draws].mean(axis=1) if draws is not None else m.mean(0)[None]
+                if draws is None:
+                    boots.append(sign * by_seed[0][problems].mean(axis=1))
+                else:
+                    boots.append(sign * np.take_along_axis(by_seed, problems, 1).mean(axis=1))
+            diff = boots[0] + boots[1]
+            low, high = np.percentile(diff, [2.5, 97.5])
+            rows.append({"K": int(k), "metric": metric, "diff": point, "low": low, "high": high})
+    return pd.DataFrame(rows)
+
+
+def solved_sets(per_problem: pd.DataFrame, base: str, treated: str, k: int) -> dict[str, int]:
+    """At K: problems each model solves (pass@K > 0.5 averaged over its seeds): base only,
+    treated only, both, neither."""
+    solved = {}
+    for model in (base, treated):
+        t = per_problem[per_problem["model"] == model].groupby("problem_id")[f"pass@{k}"].mean()
+        solved[model] = set(t.index[t > 0.5])
+    ids = set(per_problem["problem_id"])
+    b, t = solved[base], solved[treated]
+    return {
+        "base_only": len(b - t),
+        "treated_only": len(t - b),
+        "both": len(b & t),
+        "neither": len(ids - b - t),
+    }
+
+
+def verdict(diffs: pd.DataFrame, pass_base: float, pass_treated: float) -> tuple[str, str]:
+    """The DeepSeekMath claim by a stated rule, from the paired differences and both models'
+    Pass@K_max: (label, the numbers it used).
+
+    - both Pass@K_max within 0.005 of 1 → "saturated: uninformative at large K";
+    - the ΔPass@K_max CI above 0 → "not reproduced: RL raises Pass@K";
+    - the ΔMaj@K CI above 0 at every K ≥ 2, and the ΔPass@K_max CI containing 0 or below it,
+      both Pass@K_max below 1 → "reproduced";
+    - otherwise "inconclusive".
+    """
+    k_max = int(diffs["K"].max())
+    maj = diffs[(diffs["metric"] == "maj") & (diffs["K"] >= 2)]
+    last = diffs[(diffs["metric"] == "pass") & (diffs["K"] == k_max)].iloc[0]
+    maj_up = bool(len(maj)) and bool((maj["low"] > 0).all())
+    used = (
+        f"ΔMaj@K CI above 0 at {int((maj['low'] > 0).sum())} of {len(maj)} K ≥ 2 "
+        f"(lowest bound {maj['low'].min():+.3f}); ΔPass@{k_max} = {last['diff']:+.3f} "
+        f"[{last['low']:+.3f}, {last['high']:+.3f}]; Pass@{k_max} {pass_base:.3f} (base), "
+        f"{pass_treated:.3f} (RL)"
+    )
+    if min(pass_base, pass_treated) >= 1 - SATURATED:
+        return "saturated: uninformative at large K", used
+    if last["low"] > 0:
+        return "not reproduced: RL raises Pass@K", used
+    if maj_up and last["low"] <= 0 and max(pass_base, pass_treated) < 1:
+        return "reproduced", used
+    return "inconclusive", used
+
+
+def study_numbers(
+    per_problem: pd.DataFrame,
+    summary: pd.DataFrame,
+    ks: Sequence[int],
+    base: str,
+    treated: str,
+    seed: int = 0,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """`compare`'s numbers plus the paired differences, the verdict and the solved sets."""
+    numbers = compare(summary, base, treated)
+    diffs = paired_differences(per_problem, ks, base, treated, seed=seed)
+    label, used = verdict(diffs, numbers["passmax_sft"], numbers["passmax_rl"])
+    numbers |= {
+        "verdict": label,
+        "verdict_numbers": used,
+        "solved": solved_sets(per_problem, base, treated, ks[-1]),
+    }
+    return numbers, diffs
+
+
 def sft_plateau(sft_df: pd.DataFrame, frac: float = 0.2) -> dict[str, float] | None:
     """Final held-out loss and its change over the last `frac` of the SFT steps."""
     d = sft_df.dropna(subset=[SFT_STEP, "sft/heldout_loss"]) if len(sft_df) else sft_df
@@ -209,10 +327,19 @@ def result_lines(c: dict[str, Any]) -> list[str]:
     else:
         cross = f"The Pass@K curves meet or cross at K = {c['crossing_k']}: from there on {rl}'s "
         cross += f"Pass@K is at or below {sft}'s."
-    pattern = c["majk_rl_gt_sft_all"] and c["gap_pass1"] > 0 and c["crossing_k"] is not None
-    verdict = "DeepSeekMath pattern (Maj@K up at every K, Pass@1 up, no Pass@K gain at large K): "
-    verdict += f"**{'reproduced' if pattern else 'not reproduced'}**."
-    return [f"- {maj}", f"- {p1}", f"- {gap}", f"- {cross}", f"- {verdict}"]
+    lines = [f"- {maj}", f"- {p1}", f"- {gap}", f"- {cross}"]
+    if "verdict" in c:
+        s = c["solved"]
+        lines.append(
+            f"- Solved at K = {kx} (pass@{kx} > 0.5): {sft} only {s['base_only']}, {rl} only "
+            f"{s['treated_only']}, both {s['both']}, neither {s['neither']}."
+        )
+        lines.append(
+            f"- DeepSeekMath claim (Maj@K up at every K ≥ 2, no Pass@K gain at K_max, neither "
+            f"saturated; paired 95% bootstrap CIs of {rl} − {sft}): **{c['verdict']}** — "
+            f"{c['verdict_numbers']}."
+        )
+    return lines
 
 
 def plateau_lines(p: dict[str, float] | None) -> list[str]:
@@ -226,16 +353,30 @@ def plateau_lines(p: dict[str, float] | None) -> list[str]:
     ]
 
 
+PLATEAU_REL_CHANGE = 0.05  # |change| over the last window below this share: flat
+PLATEAU_FLOOR_RATIO = 1.10  # within 10% of the imitation floor: at the data's limit
+
+
 def _floor_text(p: dict[str, float]) -> str:
-    """How far the final loss is from the loss of a model imitating the demonstrations exactly."""
+    """How far the final loss is from the loss of a model imitating the demonstrations exactly,
+    and what that says, by a stated rule: "the data limits the base" only when the loss is
+    within 10% of the floor and changed by less than 5% over the last window; "still
+    improving" when it fell by more."""
+    still = p["sft_loss_rel_change_last"] < -PLATEAU_REL_CHANGE
+    trend = " It is still improving (it fell by more than 5% over that window)." if still else ""
     if "sft_loss_floor" not in p or p["sft_loss_floor"] <= 0:
-        return ""
+        return trend
     floor, final = p["sft_loss_floor"], p["sft_final_loss"]
-    return (
+    text = (
         f" The irreducible held-out loss of a model that imitates the task's noisy demonstrations "
-        f"exactly is {floor:.4f}; the base ends at {final / floor:.0%} of it, so further SFT "
-        "cannot lower its loss meaningfully: the data, not the SFT budget, limits the base."
+        f"exactly is {floor:.4f}; the base ends at {final / floor:.0%} of it."
     )
+    if final <= PLATEAU_FLOOR_RATIO * floor and not still:
+        return (
+            text
+            + " Further SFT cannot lower it meaningfully: the data, not the SFT budget, limits the base."
+        )
+    return text + trend
 
 
 def report_markdown(
@@ -296,7 +437,11 @@ def analyze_study(
     models = list(dict.fromkeys(summary["model"]))
     base = models[0]
     treated = "RL" if "RL" in models[1:] else (models[1] if len(models) > 1 else None)
-    numbers = compare(summary, base, treated) if treated else None
+    numbers, diffs = (
+        study_numbers(per_problem, summary, ks, base, treated, seed) if treated else (None, None)
+    )
+    if diffs is not None:
+        diffs.to_csv(out / "paired_differences.csv", index=False)
     sft = _first_sft_curve(study_dir)
     plateau = sft_plateau(sft)
 

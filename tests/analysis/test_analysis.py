@@ -18,12 +18,14 @@ from analysis.load import detect_kind, load_eval, load_metrics, load_run, load_s
 from analysis.metrics import per_problem_table, summarize
 from analysis.plots import seed_band
 from analysis.study import (
-    compare,
     latex_table,
+    paired_differences,
     report_markdown,
     sft_plateau,
+    study_numbers,
     study_per_problem,
     summarize_models,
+    verdict,
 )
 
 KS = [1, 2, 4, 8, 16]
@@ -214,8 +216,9 @@ def study_out(dirs: dict[str, Path], tmp_path_factory) -> tuple[Path, str]:
 def swapped_report(study_dir: Path) -> tuple[dict, str]:
     """The numbers and report.md text of a study, computed without writing figures."""
     evals = [load_eval(d) for d in sorted((study_dir / "eval").iterdir())]
-    summary = summarize_models(study_per_problem(evals, KS), KS, n_boot=200)
-    numbers = compare(summary, "SFT", "RL")
+    per_problem = study_per_problem(evals, KS)
+    summary = summarize_models(per_problem, KS, n_boot=200)
+    numbers, _ = study_numbers(per_problem, summary, KS, "SFT", "RL")
     return numbers, report_markdown(summary, numbers, None, "meta")
 
 
@@ -259,9 +262,13 @@ def test_report_is_computed_and_flips(dirs: dict[str, Path], study_out: tuple[Pa
     )
     assert sharp["crossing_k"] in KS[1:] and broad["crossing_k"] is None
     assert "RL raises Maj@K over SFT at every K (1–16)" in a and "RL raises Pass@1" in a
-    assert f"meet or cross at K = {sharp['crossing_k']}" in a and "**reproduced**" in a
+    assert f"meet or cross at K = {sharp['crossing_k']}" in a
+    # the broad SFT solves every problem at K = 16 (Pass@16 = 1): no verdict of reproduction
+    assert sharp["passmax_sft"] == 1.0 and "**inconclusive**" in a
+    assert "SFT only 4, RL only 0, both 8, neither 0" in a
     assert "does not raise Maj@K at every K: not at K = 1, 2, 4, 8, 16" in b
-    assert "RL lowers Pass@1" in b and "do not cross" in b and "**not reproduced**" in b
+    assert "RL lowers Pass@1" in b and "do not cross" in b
+    assert "**not reproduced: RL raises Pass@K**" in b
     assert f"{sharp['pass1_rl']:.3f}" in a and "| K | SFT Maj@K |" in a
 
 
@@ -339,3 +346,58 @@ def test_cli_rejects_bad_paths(tmp_path: Path, capsys) -> None:
         assert cli.main([str(bad)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("rlexp-analyze: error:") and "\n" not in err
+
+
+def _synthetic(base_pass, rl_pass, base_maj, rl_maj, seeds: int = 1) -> pd.DataFrame:
+    """Per-problem tables of two models (SFT, RL) at K = 1, 2, 4: values per problem."""
+    rows = []
+    for model, passes, majs, n_seeds in (
+        ("SFT", base_pass, base_maj, 1),
+        ("RL", rl_pass, rl_maj, seeds),
+    ):
+        for seed in range(n_seeds):
+            for pid, (p, m) in enumerate(zip(passes, majs, strict=True)):
+                row = {"model": model, "seed": seed, "problem_id": pid}
+                for k in (1, 2, 4):
+                    row |= {f"pass@{k}": min(1.0, p * k / 4 + (1 - k / 4) * p / 2), f"maj@{k}": m}
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _verdict(per_problem: pd.DataFrame) -> str:
+    diffs = paired_differences(per_problem, [1, 2, 4], "SFT", "RL", n_boot=500)
+    top = per_problem.groupby("model")["pass@4"].mean()
+    return verdict(diffs, float(top["SFT"]), float(top["RL"]))[0]
+
+
+def test_verdict_rule_on_synthetic_studies() -> None:
+    g = np.random.default_rng(0)
+    n = 60
+    maj_base = g.uniform(0.1, 0.4, n)
+    maj_rl = maj_base + g.uniform(0.2, 0.4, n)
+    # both models solve everything at K_max: saturated, whatever Maj@K does
+    assert _verdict(_synthetic([1.0] * n, [1.0] * n, maj_base, maj_rl)) == (
+        "saturated: uninformative at large K"
+    )
+    # RL solves problems the base never solves: its Pass@K_max CI lies above the base's
+    some = (g.uniform(size=n) < 0.5).astype(float)
+    assert _verdict(_synthetic(some, np.ones(n), maj_base, maj_rl)) == (
+        "not reproduced: RL raises Pass@K"
+    )
+    # Maj@K up on every problem, the same Pass@K below 1: the DeepSeekMath pattern
+    same = np.where(g.uniform(size=n) < 0.7, 1.0, 0.0)
+    assert _verdict(_synthetic(same, same, maj_base, maj_rl, seeds=3)) == "reproduced"
+    # Maj@K not clearly up: inconclusive
+    noisy = maj_base + g.normal(0, 0.2, n)
+    assert _verdict(_synthetic(same, same, maj_base, noisy)) == "inconclusive"
+
+
+def test_paired_ci_is_narrower_than_the_unpaired_spread() -> None:
+    """Pairing removes the problem-to-problem variance both models share."""
+    g = np.random.default_rng(1)
+    hard = g.uniform(0, 1, 200)
+    per_problem = _synthetic(hard, np.clip(hard + 0.02, 0, 1), hard, np.clip(hard + 0.02, 0, 1))
+    d = paired_differences(per_problem, [4], "SFT", "RL", n_boot=500)
+    maj = d[d["metric"] == "maj"].iloc[0]
+    assert maj["low"] > 0  # a 0.02 shift on every problem is detected
+    assert maj["high"] - maj["low"] < 0.01
