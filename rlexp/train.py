@@ -30,8 +30,10 @@ from rlexp.runtime.checkpoint import (
 from rlexp.runtime.distributed import broadcast_object, init_distributed, is_main
 from rlexp.runtime.errors import ConfigError, check
 from rlexp.runtime.io import atomic_write_json
+from rlexp.runtime.lock import RunDirInUse, run_dir_lock
 from rlexp.runtime.multirun import apply_threads, is_multirun, record_failure
 from rlexp.runtime.paths import CONF_DIR
+from rlexp.runtime.signals import Terminated, sigterm_raises
 from rlexp.runtime.tracking import NullLogger, RunLogger, truncate_jsonl
 from rlexp.trainers import TRAINERS, RunContext
 
@@ -78,6 +80,12 @@ def run(cfg: DictConfig) -> float:
     validate(cfg)
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    with run_dir_lock(run_dir):  # a second run in this directory stops here
+        return _train(cfg, run_dir)
+
+
+def _train(cfg: DictConfig, run_dir: Path) -> float:
+    """``run`` once the config is valid and the run directory is this process's."""
     apply_threads(cfg.threads)  # threads=0: divided among a launcher's parallel jobs
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -166,9 +174,13 @@ def main_guard(fn, cfg: DictConfig):
     run_info.json. In a multirun the member then returns NaN, so the other members still run.
     """
     try:
-        return fn(cfg)
+        with sigterm_raises():
+            return fn(cfg)
+    except Terminated as err:  # recorded by run(); one line, the shell's code for SIGTERM
+        print(f"rlexp: {err}; the run is marked failed, resume=true continues it", file=sys.stderr)
+        sys.exit(128 + err.signum)
     except Exception as err:
-        if HydraConfig.initialized():
+        if HydraConfig.initialized() and not isinstance(err, RunDirInUse):  # not another's run
             record_failure(Path(HydraConfig.get().runtime.output_dir), err, cfg)
         if is_multirun():
             if not isinstance(err, ConfigError):

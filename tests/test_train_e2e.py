@@ -142,3 +142,50 @@ def test_multirun_sweep_gives_one_run_dir_and_one_wandb_run_each_in_one_group(
     names = {read_offline_run(r)["run"].display_name for r in runs}
     assert len(names) == 4
     assert all(json.loads((r / "run_info.json").read_text())["status"] == "finished" for r in runs)
+
+
+@pytest.mark.slow  # a subprocess
+def test_sigterm_marks_the_run_failed_and_a_second_run_cannot_share_its_dir(tmp_path: Path) -> None:
+    """A second run in a live run's directory is one config error (the directory is locked), and
+    the live run is untouched. SLURM preempts with SIGTERM: the run records it (run_info.json
+    failed, the signal named), keeps its last checkpoint and exits 143 with one line."""
+    import signal
+    import subprocess
+    import time
+
+    from benchmarks.resume_demo import (
+        logged_steps,
+        newest_checkpoint_step,
+        train_command,
+        train_env,
+    )
+
+    out = tmp_path / "run"
+    overrides = [
+        *TINY,
+        "steps=400",
+        "save_every=1",
+        f"cache_dir={tmp_path / 'cache'}",
+        "logger=none",
+    ]
+    proc = subprocess.Popen(
+        train_command(out, overrides), env=train_env(), stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if newest_checkpoint_step(out) is not None and len(logged_steps(out)) >= 2:
+            break
+        time.sleep(0.05)
+    # meanwhile a second run in the same directory stops at once, touching nothing of the first
+    second = subprocess.run(
+        train_command(out, overrides), env=train_env(), capture_output=True, text=True, timeout=120
+    )
+    assert second.returncode == 2 and "is in use by another run" in second.stderr
+    assert json.loads((out / "run_info.json").read_text())["status"] == "running"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "rlexp: stopped by SIGTERM; the run is marked failed" in err
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["status"] == "failed" and "SIGTERM" in info["error"]
+    assert newest_checkpoint_step(out) is not None  # the last complete checkpoint is kept
