@@ -23,7 +23,7 @@ from rlexp.config.validate import validate
 from rlexp.data.tasks import build_task
 from rlexp.models.load import resolve_device, resolve_dtype
 from rlexp.runtime.checkpoint import (
-    latest_checkpoint,
+    latest_readable_checkpoint,
     load_trainer_state,
     remove_partial,
 )
@@ -95,7 +95,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
 
     if cfg.resume and is_main():
         remove_partial(run_dir)  # a kill during a save leaves a temporary folder, never loaded
-    resume_from = broadcast_object(latest_checkpoint(run_dir) if cfg.resume else None)
+    resume_from = broadcast_object(latest_readable_checkpoint(run_dir) if cfg.resume else None)
     if cfg.resume and resume_from is None and is_main():  # killed before its first checkpoint
         truncate_jsonl(run_dir / "metrics.jsonl", "train/step", 0)
     if resume_from is not None:  # the loop counts up to steps: it could never stop

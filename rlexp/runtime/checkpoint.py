@@ -8,6 +8,7 @@ import os
 import random
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,27 @@ def remove_partial(run_dir: Path) -> list[Path]:
 def latest_checkpoint(run_dir: Path) -> Path | None:
     found = list_checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def latest_readable_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint whose trainer state loads; an unreadable one (truncated, corrupt)
+    is skipped with a warning naming its file, so a resume falls back to the older intact one.
+    None without checkpoints; ``RuntimeError`` naming the files when none is readable."""
+    found = list_checkpoints(run_dir)
+    errors = []
+    for ckpt in reversed(found):
+        try:
+            load_trainer_state(ckpt)
+        except Exception as err:  # torch.load's errors are many (OSError, EOFError, pickle ...)
+            errors.append(f"{ckpt / 'trainer_state.pt'}: {type(err).__name__}: {err}")
+            warnings.warn(
+                f"checkpoint {ckpt} is unreadable ({errors[-1]}); trying an older one", stacklevel=2
+            )
+            continue
+        return ckpt
+    if errors:
+        raise RuntimeError("no readable checkpoint to resume from: " + "; ".join(errors))
+    return None
 
 
 def load_trainer_state(ckpt: Path) -> dict[str, Any]:

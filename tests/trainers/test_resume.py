@@ -346,3 +346,23 @@ def test_generation_oom_halves_the_chunk_and_retries(monkeypatch) -> None:
         pytest.raises(RuntimeError, match="even one sequence at a time"),
     ):
         _collect(task, tok, model, GenerationChunk())
+
+
+def test_resume_skips_an_unreadable_checkpoint_and_names_it(tmp_path: Path) -> None:
+    """A truncated trainer_state.pt (a full disk, a copy cut short) used to fail the resume with
+    `OSError: [Errno 22] Invalid argument` naming no file; now the resume warns, naming the file,
+    and continues from the older intact checkpoint."""
+    from rlexp.train import run
+
+    out = tmp_path / "run"
+    base = [*TINY, "save_every=1", f"output_dir={out}", f"cache_dir={tmp_path / 'cache'}"]
+    base.append("logger=none")
+    run(compose_cfg([*base, "steps=2"]))
+    broken = out / "checkpoints" / "step_000002" / "trainer_state.pt"
+    broken.write_bytes(broken.read_bytes()[:10])
+    with pytest.warns(UserWarning, match=f"{broken}.*unreadable|unreadable.*{broken}"):
+        run(compose_cfg([*base, "steps=3", "resume=true"]))
+    info = json.loads((out / "run_info.json").read_text())
+    assert info["status"] == "finished" and info["resumed_from"].endswith("step_000001")
+    steps = [r["train/step"] for r in read_jsonl(out / "metrics.jsonl") if "train/reward_mean" in r]
+    assert steps == [0, 1, 2]  # step 1 retrained once from the intact checkpoint, no duplicates
