@@ -105,3 +105,19 @@ def test_formats_extract_from_a_whole_text() -> None:
     assert gsm8k.extract("48") is None
     assert boxed.extract("so $x = \\boxed{\\dfrac{1}{2}}$.") == "\\frac{1}{2}"
     assert boxed.extract("#### 5") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("#### 1e3", "1000"),  # was read as 1
+        ("#### 2.5E-1", "0.25"),
+        ("#### 1.5e2 apples", "150"),
+        ("#### 1e3000", None),  # an exponent of 4 digits is not a GSM8K answer
+        ("#### 12eggs", "12"),
+    ],
+)
+def test_hash_number_reads_scientific_notation(text: str, expected: str | None) -> None:
+    from rlexp.data.tasks.answers import after_last_hash, normalize_number
+
+    assert normalize_number(after_last_hash(text)) == expected

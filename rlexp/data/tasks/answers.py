@@ -3,8 +3,8 @@
 Two formats, looked up by name in ``ANSWER_FORMATS``:
 
 * ``hash_number`` (GSM8K): the number right after the *last* ``####``; ``"#### $1,080.50."`` →
-  ``"1080.5"``. Text after the number (a unit, a new line) is ignored; anything else there
-  (``"#### five"``, ``"#### 3/4"``) is unparsable.
+  ``"1080.5"``; ``"#### 1e3"`` → ``"1000"``. Text after the number (a unit, a new line) is
+  ignored; anything else there (``"#### five"``, ``"#### 3/4"``) is unparsable.
 * ``boxed`` (MATH): the content of the *last* ``\\boxed{...}`` (or ``\\fbox{...}``), nested braces
   matched; ``"so $\\boxed{\\dfrac{1}{2}}$."`` → ``"\\frac{1}{2}"`` after ``normalize_latex``.
 
@@ -16,15 +16,19 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from rlexp.runtime.registry import Registry
 
 HASH_MARKER = "####"
 BOXED_MARKER = "\\boxed{"
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
-# sign, optional $, digits with thousands commas, optional decimals; not followed by more of a
-# number (a digit, a fraction bar, decimals), so "3/4" is not read as 3.
-_NUMBER = re.compile(r"([-+]?)\s*\$?\s*((?:\d[\d,]*)?(?:\.\d+)?)(?![\d/]|\.\d)")
+# sign, optional $, digits with thousands commas, optional decimals, an optional exponent of at
+# most 3 digits; not followed by more of a number (a digit, a fraction bar, decimals, a longer
+# exponent), so "3/4" is not read as 3, nor "1e3" as 1.
+_NUMBER = re.compile(
+    r"([-+]?)\s*\$?\s*((?:\d[\d,]*)?(?:\.\d+)?)(?:[eE]([-+]?\d{1,3}))?(?![\d/]|\.\d|[eE][-+]?\d)"
+)
 _LEFT_RIGHT = re.compile(r"\\(?:left|right)(?![a-zA-Z])")  # not \rightarrow
 _SPACING = re.compile(r"\\[!,;: ]")  # \! \, \; \: and "\ "
 
@@ -38,7 +42,10 @@ def normalize_number(s: str) -> str | None:
     m = _NUMBER.match(s.strip())
     if m is None or not any(c.isdigit() for c in m.group(2)):
         return None
-    whole, _, frac = m.group(2).replace(",", "").partition(".")
+    number = m.group(2).replace(",", "")
+    if m.group(3):  # "1e3" → "1000", "2.5E-1" → "0.25"
+        number = format(Decimal(f"{number}e{m.group(3)}"), "f")
+    whole, _, frac = number.partition(".")
     whole, frac = whole.lstrip("0") or "0", frac.rstrip("0")
     digits = f"{whole}.{frac}" if frac else whole
     return digits if digits == "0" or m.group(1) != "-" else "-" + digits
