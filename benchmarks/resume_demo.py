@@ -92,34 +92,44 @@ def newest_checkpoint_step(run_dir: Path) -> int | None:
     return max(found, default=None)
 
 
-def kill_after_checkpoint(run_dir: Path, overrides: list[str], timeout: float = 1800) -> dict:
-    """Start a run, SIGKILL it once a row past its newest checkpoint is logged; says when."""
-    proc = subprocess.Popen(
-        train_command(run_dir, overrides),
-        env=train_env(),
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the run ended before it was killed:\n{proc.stderr.read()}")
-            ckpt = newest_checkpoint_step(run_dir)
-            steps = logged_steps(run_dir)
-            if ckpt is not None and steps and steps[-1] >= ckpt:
-                proc.send_signal(signal.SIGKILL)
+def kill_after_checkpoint(
+    run_dir: Path,
+    overrides: list[str] | None = None,
+    timeout: float = 1800,
+    command: list[str] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict:
+    """Start a run (``rlexp-train`` with ``overrides``, or ``command``, e.g. torchrun), SIGKILL
+    its whole process group (torchrun and every rank at once) as soon as a row past its newest
+    checkpoint is logged; says when. Its stderr goes to a file, so a chatty run never blocks."""
+    with tempfile.TemporaryFile("w+") as stderr:
+        proc = subprocess.Popen(
+            command or train_command(run_dir, overrides or []),
+            env=env or train_env(),
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+            start_new_session=True,  # its own process group, killed as one
+        )
+        deadline = time.monotonic() + timeout
+        try:
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    stderr.seek(0)
+                    raise RuntimeError(f"the run ended before it was killed:\n{stderr.read()}")
+                ckpt = newest_checkpoint_step(run_dir)
+                steps = logged_steps(run_dir)
+                if ckpt is not None and steps and steps[-1] >= ckpt:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    return {"checkpoint_step": ckpt, "last_logged_step": steps[-1]}
+                time.sleep(0.02)
+            raise TimeoutError("no checkpoint before the deadline")
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                return {"checkpoint_step": ckpt, "last_logged_step": steps[-1]}
-            time.sleep(0.02)
-        raise TimeoutError("no checkpoint before the deadline")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stderr.close()
 
 
 def step_rows(run_dir: Path) -> dict[int, dict]:

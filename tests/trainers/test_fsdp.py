@@ -6,10 +6,8 @@ the real entry point under torchrun, SIGKILLed, resumes a run exactly."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from transformers import AutoModelForCausalLM
 
-from benchmarks.resume_demo import logged_steps, newest_checkpoint_step
+from benchmarks.resume_demo import kill_after_checkpoint
 from rlexp.models.logprobs import completion_logprobs
 from rlexp.models.value import ValueModel
 from rlexp.rollout.collect import compute_advantages
@@ -26,7 +24,6 @@ from rlexp.runtime.distributed import is_main
 from rlexp.runtime.sharding import (
     FullWeights,
     full,
-    load_sharded_optimizer,
     save_sharded_optimizer,
     shard,
 )
@@ -200,49 +197,6 @@ def _launch(tmp_path: Path, out: Path, *extra: str) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
-def _kill_after_checkpoint(tmp_path: Path, out: Path, *extra: str) -> dict:
-    """torchrun and both ranks SIGKILLed at once (its process group) as soon as a step past the
-    newest checkpoint is logged."""
-    proc = subprocess.Popen(
-        _command(tmp_path, out, *extra),
-        env=os.environ | ENV,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            ckpt, steps = newest_checkpoint_step(out), logged_steps(out)
-            if ckpt is not None and steps and steps[-1] >= ckpt:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                return {"checkpoint_step": ckpt, "last_logged_step": steps[-1]}
-            time.sleep(0.02)
-        raise AssertionError("the run ended, or saved nothing, before it could be killed")
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-
-def test_sharded_optimizer_state_loads_into_one_unsharded_process(fsdp_ranks) -> None:
-    """DCP reshards on load: the 2 ranks' AdamW shards, read by a single process, are the
-    single-process optimizer state after the same step."""
-    single = _adam_step(_model())
-    model = _model()
-    fresh = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    load_sharded_optimizer(model, fresh, fsdp_ranks[1] / "adam_optimizer")
-    for p_single, p_fresh in zip(
-        single.param_groups[0]["params"], fresh.param_groups[0]["params"], strict=True
-    ):
-        want, got = single.state[p_single], fresh.state[p_fresh]
-        assert float(got["step"]) == float(want["step"]) == 1.0
-        for key in ("exp_avg", "exp_avg_sq"):
-            assert _close(got[key], want[key]), key
-
-
 @pytest.mark.slow  # subprocesses
 def test_sigkilled_torchrun_fsdp_run_resumes_exactly(tmp_path: Path) -> None:
     """A sharded run SIGKILLed after a checkpoint, then restarted with ``resume=true``, logs the
@@ -250,7 +204,9 @@ def test_sigkilled_torchrun_fsdp_run_resumes_exactly(tmp_path: Path) -> None:
     restores the shards exactly."""
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     _launch(tmp_path, whole, "steps=6")
-    stop = _kill_after_checkpoint(tmp_path, killed, "steps=6")
+    stop = kill_after_checkpoint(
+        killed, command=_command(tmp_path, killed, "steps=6"), env=os.environ | ENV, timeout=300
+    )
     assert stop["checkpoint_step"] < 6
     _launch(tmp_path, killed, "steps=6", "resume=true")
 
