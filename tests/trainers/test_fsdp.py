@@ -24,6 +24,7 @@ from rlexp.runtime.distributed import is_main
 from rlexp.runtime.sharding import (
     FullWeights,
     full,
+    load_sharded_optimizer,
     save_sharded_optimizer,
     shard,
 )
@@ -195,6 +196,22 @@ def _launch(tmp_path: Path, out: Path, *extra: str) -> None:
         cmd, env=os.environ | ENV, cwd=tmp_path, capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_sharded_optimizer_state_loads_into_one_unsharded_process(fsdp_ranks) -> None:
+    """DCP reshards on load: the 2 ranks' AdamW shards, read by a single process, are the
+    single-process optimizer state after the same step."""
+    single = _adam_step(_model())
+    model = _model()
+    fresh = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    load_sharded_optimizer(model, fresh, fsdp_ranks[1] / "adam_optimizer")
+    for p_single, p_fresh in zip(
+        single.param_groups[0]["params"], fresh.param_groups[0]["params"], strict=True
+    ):
+        want, got = single.state[p_single], fresh.state[p_fresh]
+        assert float(got["step"]) == float(want["step"]) == 1.0
+        for key in ("exp_avg", "exp_avg_sq"):
+            assert _close(got[key], want[key]), key
 
 
 @pytest.mark.slow  # subprocesses
