@@ -286,3 +286,70 @@ def plot_sft_curve(sft_df: pd.DataFrame, path: str | Path, plateau: float = 0.2)
             ax2.set(xlabel=label(SFT_STEP), ylabel="held-out accuracy", ylim=(0, 1.02))
             ax2.legend(loc="best")
         return save_figure(fig, path)
+
+
+def plot_tiers(summaries: dict[str, pd.DataFrame], path: str | Path) -> list[Path]:
+    """DeepSeekMath's Figure 7 layout: a row per tier (task difficulty), Maj@K (left) and
+    Pass@K (right) of every model against K on a log2 axis, with CI bands; each tier keeps its
+    own K range (the hard tier's Pass@K out to its largest K)."""
+    tiers = list(summaries)
+    metrics = (("maj@K", "Maj@K"), ("pass@K", "Pass@K"))
+    with paper_style():
+        fig = Figure(figsize=(WIDE[0], 2.0 * len(tiers) + 0.4), layout="constrained")
+        axes = fig.subplots(len(tiers), 2, squeeze=False)
+        handles: dict[str, object] = {}
+        for row, tier in enumerate(tiers):
+            summary = summaries[tier]
+            models = list(dict.fromkeys(summary["model"]))
+            lows = summary[[f"{c}_low" for c, _ in metrics]].to_numpy()
+            highs = summary[[f"{c}_high" for c, _ in metrics]].to_numpy()
+            for ax, (col, title) in zip(axes[row], metrics, strict=True):
+                for i, model in enumerate(models):
+                    d = summary[summary["model"] == model].sort_values("K")
+                    color, marker = model_color(model, i), model_marker(model, i)
+                    band = d[f"{col}_low"], d[f"{col}_high"]
+                    ax.fill_between(d["K"], *band, color=color, alpha=0.18, linewidth=0)
+                    (handles[model],) = ax.plot(d["K"], d[col], color=color, marker=marker)
+                _log2_axis(ax, summary["K"].unique())
+                ax.set(title=f"{tier}: {title}", ylim=_tight_ylim(lows, highs))
+                if row == len(tiers) - 1:
+                    ax.set_xlabel("$K$")
+            axes[row][0].set_ylabel("accuracy")
+        fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=4)
+        return save_figure(fig, path)
+
+
+def plot_sharpening(
+    success: dict[str, np.ndarray], distinct: dict[str, np.ndarray], path
+) -> list[Path]:
+    """Sharpening per model: the histogram of per-problem success rates c/n (left; RL that
+    sharpens moves mass to 1 and leaves the problems at 0 there) and of distinct answers per
+    problem (right), as shares of the problems."""
+    models = list(success)
+    bins = np.linspace(0, 1, 11)
+    with paper_style():
+        fig = Figure(figsize=WIDE, layout="constrained")
+        left, right = fig.subplots(1, 2)
+        top = max((int(v.max()) for v in distinct.values() if len(v)), default=1)
+        answer_bins = np.arange(0.5, top + 1.5)
+        for i, model in enumerate(models):
+            color = model_color(model, i)
+            for ax, values, edges in (
+                (left, success[model], bins),
+                (right, distinct[model], answer_bins),
+            ):
+                weights = np.full(len(values), 1 / max(len(values), 1))
+                ax.hist(
+                    values,
+                    bins=edges,
+                    weights=weights,
+                    histtype="step",
+                    color=color,
+                    linewidth=1.4,
+                    label=model,
+                )
+        left.set(xlabel="per-problem success rate $c/n$", ylabel="share of problems", xlim=(0, 1))
+        right.set(xlabel="distinct answers per problem", ylabel="share of problems")
+        handles, labels = left.get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside upper center", ncol=len(models))
+        return save_figure(fig, path)

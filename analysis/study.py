@@ -17,11 +17,11 @@ import pandas as pd
 
 from analysis.load import SFT_STEP, load_eval, load_metrics
 from analysis.metrics import per_problem_table, summarize
-from analysis.plots import plot_passk_majk, plot_sft_curve
+from analysis.plots import plot_passk_majk, plot_sft_curve, plot_sharpening, plot_tiers
 
 BASE_LABELS = ("sft", "base", "instruct")
 COLUMNS = ["model", "K"] + [f"{m}@K{s}" for m in ("pass", "maj") for s in ("", "_low", "_high")]
-COLUMNS.append("seeds")
+COLUMNS += ["seeds", "interval"]
 
 
 # ------------------------------------------------------------------------------------ tables
@@ -59,14 +59,22 @@ def study_per_problem(
 def summarize_models(
     per_problem: pd.DataFrame, ks: Sequence[int], n_boot: int = 1000, seed: int = 0
 ) -> pd.DataFrame:
-    """`summarize` per model: CIs over problems, or over seeds x problems with several seeds."""
+    """`summarize` per model: 95% CIs over problems (one seed) or over seeds x problems (>= 3
+    seeds); with exactly 2 seeds the band is the range of the two seeds' means (two draws give
+    no meaningful seed-level interval), and the ``interval`` column says which."""
     rows = []
     for model in model_order(per_problem["model"].unique()):
         table = per_problem[per_problem["model"] == model]
         n_seeds = table["seed"].nunique()
         column = "seed" if n_seeds > 1 else None
         summary = summarize(table, ks, n_boot=n_boot, seed=seed, seed_column=column)
-        rows.append(summary.assign(model=model, seeds=n_seeds))
+        if n_seeds == 2:
+            for metric in ("pass", "maj"):
+                cols = [f"{metric}@{k}" for k in ks]
+                means = table.groupby("seed")[cols].mean().to_numpy()
+                summary[f"{metric}@K_low"], summary[f"{metric}@K_high"] = means.min(0), means.max(0)
+        interval = "range" if n_seeds == 2 else "95% CI"
+        rows.append(summary.assign(model=model, seeds=n_seeds, interval=interval))
     return pd.concat(rows, ignore_index=True)[COLUMNS]
 
 
@@ -129,6 +137,7 @@ def compare(summary: pd.DataFrame, base: str, treated: str) -> dict[str, Any]:
         "k_min": ks[0],
         "k_max": ks[-1],
         "ks": ks,
+        "interval": "range" if "range" in set(t.get("interval", [])) else "95% CI",
         "majk_rl_gt_sft_all": bool((maj_gap > 0).all()),
         "majk_not_raised_ks": [k for k in ks if maj_gap[k] <= 0],
         "majk_ci_disjoint_ks": [k for k in ks if t.loc[k, "maj@K_low"] > b.loc[k, "maj@K_high"]],
@@ -154,18 +163,21 @@ def _per_problem_matrix(per_problem: pd.DataFrame, model: str, column: str, ids)
     return wide[ids].to_numpy(dtype=float)
 
 
-def paired_differences(
+def paired_bootstrap(
     per_problem: pd.DataFrame,
     ks: Sequence[int],
     base: str,
     treated: str,
     n_boot: int = 2000,
     seed: int = 0,
-) -> pd.DataFrame:
-    """Per K and metric (maj, pass): treated − base, the mean over the problems both models were
-    evaluated on (each model's values averaged over its seeds), with a paired 95% percentile
-    bootstrap CI: one resample of problems serves both models (their per-problem results are
-    paired), and a model with >= 3 seeds has its seeds resampled too."""
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Treated − base per metric (maj, pass) and K: the point values ``[len(ks)]`` and
+    ``n_boot`` paired bootstrap replicates ``[n_boot, len(ks)]``.
+
+    The point is the mean over the problems both models were evaluated on (each model's values
+    averaged over its seeds). A replicate resamples the problems once for both models (their
+    per-problem results are paired) and, for a model with >= 3 seeds, its seeds too.
+    """
     ids = sorted(
         set(per_problem.loc[per_problem["model"] == base, "problem_id"])
         & set(per_problem.loc[per_problem["model"] == treated, "problem_id"])
@@ -177,23 +189,76 @@ def paired_differences(
     for model in (base, treated):
         s = per_problem.loc[per_problem["model"] == model, "seed"].nunique()
         seed_draws[model] = rng.integers(0, s, (n_boot, s)) if s >= 3 else None
-    rows = []
-    for k in ks:
-        for metric in ("maj", "pass"):
-            boots, point = [], 0.0
+    points: dict[str, np.ndarray] = {}
+    boots: dict[str, np.ndarray] = {}
+    for metric in ("maj", "pass"):
+        point, boot = np.zeros(len(ks)), np.zeros((n_boot, len(ks)))
+        for j, k in enumerate(ks):
             for sign, model in ((-1.0, base), (1.0, treated)):
                 m = _per_problem_matrix(per_problem, model, f"{metric}@{k}", ids)
-                point += sign * m.mean()
+                point[j] += sign * m.mean()
                 draws = seed_draws[model]
-                by_seed = m[draws].mean(axis=1) if draws is not None else m.mean(0)[None]
                 if draws is None:
-                    boots.append(sign * by_seed[0][problems].mean(axis=1))
+                    boot[:, j] += sign * m.mean(0)[problems].mean(axis=1)
                 else:
-                    boots.append(sign * np.take_along_axis(by_seed, problems, 1).mean(axis=1))
-            diff = boots[0] + boots[1]
-            low, high = np.percentile(diff, [2.5, 97.5])
-            rows.append({"K": int(k), "metric": metric, "diff": point, "low": low, "high": high})
+                    by_seed = m[draws].mean(axis=1)  # [n_boot, problems]
+                    boot[:, j] += sign * np.take_along_axis(by_seed, problems, 1).mean(axis=1)
+        points[metric], boots[metric] = point, boot
+    return points, boots
+
+
+def paired_differences(
+    per_problem: pd.DataFrame, ks: Sequence[int], *models: str, **kw
+) -> pd.DataFrame:
+    """Per K and metric (maj, pass): treated − base with its paired 95% percentile bootstrap CI
+    (``paired_bootstrap(per_problem, ks, base, treated, n_boot=, seed=)``): columns K, metric,
+    diff, low, high."""
+    return difference_table(ks, *paired_bootstrap(per_problem, ks, *models, **kw))
+
+
+def difference_table(
+    ks: Sequence[int], points: dict[str, np.ndarray], boots: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    """``paired_bootstrap``'s output as rows K, metric, diff, low, high (95% percentile CI)."""
+    rows = []
+    for j, k in enumerate(ks):
+        for metric in ("maj", "pass"):
+            low, high = np.percentile(boots[metric][:, j], [2.5, 97.5])
+            rows.append(
+                {"K": int(k), "metric": metric, "diff": points[metric][j], "low": low, "high": high}
+            )
     return pd.DataFrame(rows)
+
+
+def crossover_k(ks: Sequence[int], diff: Sequence[float]) -> float | None:
+    """K* where the treated − base Pass@K difference changes sign for good: positive at the
+    smallest K, at or below 0 from some K on up to the largest. Interpolated linearly in
+    log2 K between the last K with a positive difference and the next. ``None`` when the
+    difference is positive at the largest K (no crossing yet) or not positive at the smallest
+    (no sign change)."""
+    d = np.asarray(diff, dtype=float)
+    if d[0] <= 0 or d[-1] > 0:
+        return None
+    last_pos = int(np.flatnonzero(d > 0).max())
+    x0, x1 = np.log2(ks[last_pos]), np.log2(ks[last_pos + 1])
+    y0, y1 = d[last_pos], d[last_pos + 1]
+    return float(2 ** (x0 + (x1 - x0) * y0 / (y0 - y1)))
+
+
+def crossover(
+    ks: Sequence[int], point: np.ndarray, boots: np.ndarray, alpha: float = 0.05
+) -> dict[str, Any]:
+    """``crossover_k`` of the point differences and its percentile CI over the bootstrap
+    replicates that cross; ``share`` is the fraction of replicates with a crossing (the CI
+    means little when it is small)."""
+    k_star = crossover_k(ks, point)
+    reps = [crossover_k(ks, b) for b in boots]
+    crossing = np.array([r for r in reps if r is not None])
+    out: dict[str, Any] = {"k_star": k_star, "share": len(crossing) / max(len(reps), 1)}
+    if len(crossing):
+        low, high = np.quantile(crossing, [alpha / 2, 1 - alpha / 2])
+        out |= {"low": float(low), "high": float(high)}
+    return out
 
 
 def solved_sets(per_problem: pd.DataFrame, base: str, treated: str, k: int) -> dict[str, int]:
@@ -250,16 +315,34 @@ def study_numbers(
     treated: str,
     seed: int = 0,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """`compare`'s numbers plus the paired differences, the verdict and the solved sets."""
+    """`compare`'s numbers plus the paired differences, the verdict, the solved sets and the
+    Pass@K crossover K* with its bootstrap CI."""
     numbers = compare(summary, base, treated)
-    diffs = paired_differences(per_problem, ks, base, treated, seed=seed)
+    points, boots = paired_bootstrap(per_problem, ks, base, treated, seed=seed)
+    diffs = difference_table(ks, points, boots)
     label, used = verdict(diffs, numbers["passmax_sft"], numbers["passmax_rl"])
     numbers |= {
         "verdict": label,
         "verdict_numbers": used,
         "solved": solved_sets(per_problem, base, treated, ks[-1]),
+        "crossover": crossover(ks, points["pass"], boots["pass"]),
     }
     return numbers, diffs
+
+
+def _window_slope(steps: np.ndarray, loss: np.ndarray) -> dict[str, float]:
+    """OLS slope of the held-out loss over the window's logged points, per 100 steps, and its
+    t statistic (slope / standard error from the residuals; needs >= 3 points)."""
+    if len(steps) < 2 or np.ptp(steps) == 0:
+        return {}
+    x = steps - steps.mean()
+    slope = float((x * (loss - loss.mean())).sum() / (x * x).sum())
+    out = {"sft_slope_per_100": 100 * slope, "sft_window_points": float(len(steps))}
+    if len(steps) >= 3:
+        resid = loss - loss.mean() - slope * x
+        se = float(np.sqrt((resid**2).sum() / (len(steps) - 2) / (x * x).sum()))
+        out["sft_slope_t"] = slope / se if se > 0 else float("-inf") * np.sign(-slope)
+    return out
 
 
 def sft_plateau(sft_df: pd.DataFrame, frac: float = 0.2) -> dict[str, float] | None:
@@ -279,13 +362,19 @@ def sft_plateau(sft_df: pd.DataFrame, frac: float = 0.2) -> dict[str, float] | N
     floor_value = (
         {} if floor is None or floor.isna().all() else {"sft_loss_floor": float(floor.max())}
     )
-    return floor_value | {
-        "sft_final_step": float(steps[-1]),
-        "sft_final_loss": float(loss[-1]),
-        "sft_window_start_step": float(steps[i]),
-        "sft_loss_change_last": float(loss[-1] - loss[i]),
-        "sft_loss_rel_change_last": float((loss[-1] - loss[i]) / abs(loss[i])) if loss[i] else 0.0,
-    }
+    return (
+        floor_value
+        | _window_slope(steps[i:], loss[i:])
+        | {
+            "sft_final_step": float(steps[-1]),
+            "sft_final_loss": float(loss[-1]),
+            "sft_window_start_step": float(steps[i]),
+            "sft_loss_change_last": float(loss[-1] - loss[i]),
+            "sft_loss_rel_change_last": float((loss[-1] - loss[i]) / abs(loss[i]))
+            if loss[i]
+            else 0.0,
+        }
+    )
 
 
 # ------------------------------------------------------------------------------------ report
@@ -307,7 +396,8 @@ def result_lines(c: dict[str, Any]) -> list[str]:
             f"{rl} does not raise Maj@K at every K: not at K = {_ks_text(c['majk_not_raised_ks'])}"
         )
     n_sig, n_k = len(c["majk_ci_disjoint_ks"]), len(c["ks"])
-    maj += f"; {rl}'s 95% CI lies above {sft}'s at {n_sig} of {n_k} Ks."
+    band = c.get("interval", "95% CI")
+    maj += f"; {rl}'s {band} lies above {sft}'s at {n_sig} of {n_k} Ks."
     p1 = f"{rl} {_direction(c['gap_pass1'])} Pass@{k0}: {c['pass1_sft']:.3f} ({sft}) → "
     p1 += f"{c['pass1_rl']:.3f} ({rl}), {c['gap_pass1']:+.3f}."
     trend = "narrows" if abs(c["gap_passmax"]) < abs(c["gap_pass1"]) else "widens"
@@ -334,6 +424,21 @@ def result_lines(c: dict[str, Any]) -> list[str]:
             f"- Solved at K = {kx} (pass@{kx} > 0.5): {sft} only {s['base_only']}, {rl} only "
             f"{s['treated_only']}, both {s['both']}, neither {s['neither']}."
         )
+        x = c["crossover"]
+        if x["k_star"] is None:
+            cross_text = (
+                f"- No crossover K* within K ≤ {kx} (ΔPass@K does not turn from > 0 to ≤ 0)"
+            )
+        else:
+            cross_text = f"- Crossover K* = {x['k_star']:.1f} (log2-interpolated)"
+        if "low" in x:
+            cross_text += (
+                f"; {x['share']:.0%} of the paired bootstrap replicates cross, at K* in "
+                f"[{x['low']:.1f}, {x['high']:.1f}] (95% of those)."
+            )
+        else:
+            cross_text += "; no bootstrap replicate crosses."
+        lines.append(cross_text)
         lines.append(
             f"- DeepSeekMath claim (Maj@K up at every K ≥ 2, no Pass@K gain at K_max, neither "
             f"saturated; paired 95% bootstrap CIs of {rl} − {sft}): **{c['verdict']}** — "
@@ -354,6 +459,7 @@ def plateau_lines(p: dict[str, float] | None) -> list[str]:
 
 
 PLATEAU_REL_CHANGE = 0.05  # |change| over the last window below this share: flat
+SLOPE_T = 2.0  # the window's slope counts as a trend when |t| exceeds this
 PLATEAU_FLOOR_RATIO = 1.10  # within 10% of the imitation floor: at the data's limit
 
 
@@ -361,9 +467,15 @@ def _floor_text(p: dict[str, float]) -> str:
     """How far the final loss is from the loss of a model imitating the demonstrations exactly,
     and what that says, by a stated rule: "the data limits the base" only when the loss is
     within 10% of the floor and changed by less than 5% over the last window; "still
-    improving" when it fell by more."""
-    still = p["sft_loss_rel_change_last"] < -PLATEAU_REL_CHANGE
-    trend = " It is still improving (it fell by more than 5% over that window)." if still else ""
+    improving" when it fell by more and, with >= 3 points in the window, the fall is larger
+    than its noise (the OLS slope's t statistic below -2)."""
+    t = p.get("sft_slope_t")
+    beyond_noise = t is None or t < -SLOPE_T
+    still = p["sft_loss_rel_change_last"] < -PLATEAU_REL_CHANGE and beyond_noise
+    trend = ""
+    if still:
+        trend = " It is still improving (it fell by more than 5% over that window"
+        trend += f", slope t = {t:.1f})." if t is not None and np.isfinite(t) else ")."
     if "sft_loss_floor" not in p or p["sft_loss_floor"] <= 0:
         return trend
     floor, final = p["sft_loss_floor"], p["sft_final_loss"]
@@ -379,6 +491,19 @@ def _floor_text(p: dict[str, float]) -> str:
     return text + trend
 
 
+def _table_note(summary: pd.DataFrame) -> str:
+    """What the table's brackets are, per model: a 95% percentile-bootstrap CI (over problems,
+    or seeds x problems with >= 3 seeds) or, with 2 seeds, the range of the seeds' means."""
+    kinds = summary.groupby("model", sort=False)[["seeds", "interval"]].first()
+    parts = [
+        f"{m}: range over its {int(r.seeds)} seeds"
+        if r.interval == "range"
+        else f"{m}: 95% percentile-bootstrap CI over {'seeds × problems' if r.seeds >= 3 else 'problems'}"
+        for m, r in kinds.iterrows()
+    ]
+    return "Mean over problems (and seeds); in brackets, " + "; ".join(parts) + "."
+
+
 def report_markdown(
     summary: pd.DataFrame, numbers: dict[str, Any] | None, plateau: dict | None, meta: str
 ) -> str:
@@ -387,12 +512,46 @@ def report_markdown(
     lines += ["## Result", ""]
     lines += result_lines(numbers) if numbers else ["Only one model: nothing to compare."]
     lines += ["", "## SFT base plateau", "", *plateau_lines(plateau), "", "## Table", ""]
-    lines += ["Mean over problems (and seeds) with 95% percentile-bootstrap CIs.", ""]
+    lines += [_table_note(summary), ""]
     lines += [markdown_table(summary), "", "## Figures", ""]
     lines += ["- Maj@K and Pass@K vs K: [passk_majk.png](passk_majk.png) ([PDF](passk_majk.pdf))"]
     if plateau is not None:
         lines += ["- SFT curve: [sft_curve.png](sft_curve.png) ([PDF](sft_curve.pdf))"]
     return "\n".join([*lines, ""])
+
+
+# ------------------------------------------------------------------------------------ sharpening
+def sharpening(samples: pd.DataFrame) -> dict[str, Any]:
+    """Sharpening diagnostics of one model's samples: per-problem success rates c/n, distinct
+    parsed answers per problem, the shares of problems never and always solved, and (with a
+    ``logp`` column) the mean token entropy estimated as −Σ log p / Σ tokens of the sampled
+    completions (unbiased for the sampling distribution's entropy per token)."""
+    by = samples.groupby("problem_id")
+    rate = by["correct"].mean().to_numpy(dtype=float)
+    distinct = by["answer"].nunique(dropna=True).to_numpy(dtype=float)
+    out: dict[str, Any] = {
+        "success": rate,
+        "distinct": distinct,
+        "never_solved": float((rate == 0).mean()),
+        "always_solved": float((rate == 1).mean()),
+        "distinct_mean": float(distinct.mean()),
+    }
+    if "logp" in samples and samples["logp"].notna().all():
+        out["token_entropy"] = float(-samples["logp"].sum() / max(samples["length"].sum(), 1))
+    return out
+
+
+def sharpening_lines(sharp: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    for model, d in sharp.items():
+        text = (
+            f"- {model}: never solved {d['never_solved']:.1%} of the problems, always solved "
+            f"{d['always_solved']:.1%}; {d['distinct_mean']:.2f} distinct answers per problem"
+        )
+        if "token_entropy" in d:
+            text += f"; mean token entropy {d['token_entropy']:.3f} nats"
+        lines.append(text + ".")
+    return lines
 
 
 # ------------------------------------------------------------------------------------ driver
@@ -444,6 +603,10 @@ def analyze_study(
         diffs.to_csv(out / "paired_differences.csv", index=False)
     sft = _first_sft_curve(study_dir)
     plateau = sft_plateau(sft)
+    sharp: dict[str, dict[str, Any]] = {}
+    for model in models:
+        parts = [smp for smp, summ in evals if str(summ.get("model", "model")) == model]
+        sharp[model] = sharpening(pd.concat(parts, ignore_index=True))
 
     files = {"csv": out / "passk_majk.csv", "tex": out / "passk_majk.tex"}
     summary.to_csv(files["csv"], index=False)
@@ -453,6 +616,11 @@ def analyze_study(
     files["figure"] = plot_passk_majk(summary, out / "passk_majk")
     if plateau is not None:
         files["sft_curve"] = plot_sft_curve(sft, out / "sft_curve")
+    files["sharpening"] = plot_sharpening(
+        {m: d["success"] for m, d in sharp.items()},
+        {m: d["distinct"] for m, d in sharp.items()},
+        out / "sharpening",
+    )
     n_problems = per_problem.groupby("model")["problem_id"].nunique().to_dict()
     seeds = summary.groupby("model")["seeds"].first().to_dict()
     meta = f"Study `{study_dir}`: K = {_ks_text(ks)}; " + "; ".join(
@@ -460,5 +628,59 @@ def analyze_study(
     )
     meta += f"; at least n = {n_min} samples per problem."
     files["report"] = out / "report.md"
-    files["report"].write_text(report_markdown(summary, numbers, plateau, meta))
-    return (numbers or {}) | (plateau or {}) | {"ks": ks, "files": files}
+    report = report_markdown(summary, numbers, plateau, meta)
+    report += "\n## Sharpening\n\n" + "\n".join(sharpening_lines(sharp)) + "\n"
+    report += "\n- Histograms: [sharpening.png](sharpening.png) ([PDF](sharpening.pdf))\n"
+    files["report"].write_text(report)
+    scalars = {
+        m: {k: v for k, v in d.items() if not isinstance(v, np.ndarray)} for m, d in sharp.items()
+    }
+    return (
+        (numbers or {})
+        | (plateau or {})
+        | {"ks": ks, "files": files, "sharpening": scalars, "summary": summary}
+    )
+
+
+def analyze_tiers(study_dir: str | Path, tiers: Sequence[str]) -> dict[str, Any]:
+    """The study across tiers (each analysed by ``analyze_study`` in ``<study_dir>/<tier>``): the
+    Figure 7 layout (``passk_majk_tiers``), ``tiers.csv`` (one row per tier: Pass@1, Maj@K_max,
+    Pass@K_max of both models, the verdict, K*) and a report.md linking the tiers' reports."""
+    study_dir = Path(study_dir)
+    results = {t: analyze_study(study_dir / t) for t in tiers}
+    figure = plot_tiers(
+        {t: r["summary"] for t, r in results.items()}, study_dir / "passk_majk_tiers"
+    )
+    rows = []
+    for t, r in results.items():
+        if "verdict" not in r:
+            continue
+        x = r["crossover"]
+        rows.append(
+            {
+                "tier": t,
+                "k_max": r["k_max"],
+                "pass1_sft": r["pass1_sft"],
+                "pass1_rl": r["pass1_rl"],
+                "passmax_sft": r["passmax_sft"],
+                "passmax_rl": r["passmax_rl"],
+                "verdict": r["verdict"],
+                "k_star": x["k_star"],
+                "k_star_low": x.get("low"),
+                "k_star_high": x.get("high"),
+                **{f"solved_{k}": v for k, v in r["solved"].items()},
+            }
+        )
+    table = pd.DataFrame(rows)
+    table.to_csv(study_dir / "tiers.csv", index=False)
+    lines = ["# Pass@K and Maj@K after RL, per tier (DeepSeekMath Figure 7 layout)", ""]
+    lines += ["![tiers](passk_majk_tiers.png)", ""]
+    for row in rows:
+        lines.append(
+            f"- **{row['tier']}**: Pass@1 {row['pass1_sft']:.3f} → {row['pass1_rl']:.3f}; "
+            f"Pass@{row['k_max']} {row['passmax_sft']:.3f} (SFT) vs {row['passmax_rl']:.3f} (RL); "
+            f"verdict **{row['verdict']}** (details: [{row['tier']}/report.md]({row['tier']}/report.md))."
+        )
+    (study_dir / "report.md").write_text("\n".join([*lines, ""]))
+    files = {"figure": figure, "csv": study_dir / "tiers.csv", "report": study_dir / "report.md"}
+    return {"files": files, "table": table}

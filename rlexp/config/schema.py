@@ -107,6 +107,7 @@ class ArithmeticTaskConfig:
     n_test: int = 500
     seed: int = 1234
     carry_slip: float = 0.0  # P(a training solution forgets a carry); test solutions are clean
+    never_carry_from: int = 0  # blind spot: column sums >= this never carry in training; 0 off
 
 
 @dataclass
@@ -202,6 +203,9 @@ class StudyConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     batch_size: int = 1024
+    # {tier name: a patch of the run config}, e.g. {hard: {task: {never_carry_from: 17}}}: the
+    # study runs once per tier into <output_dir>/<tier>/ (empty: one tier, the config itself)
+    tiers: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

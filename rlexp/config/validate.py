@@ -35,6 +35,11 @@ def validate(cfg: DictConfig) -> None:
         )
     if "carry_slip" in cfg.task:
         check_unit_interval("task.carry_slip", cfg.task.carry_slip)
+    blind = cfg.task.get("never_carry_from", 0)
+    check(
+        blind == 0 or 10 <= blind <= 19,
+        f"task.never_carry_from={blind}: 0 (off) or a column sum in 10..19",
+    )
     _validate_task_files(cfg.task)
     check(cfg.steps >= 0, f"steps={cfg.steps} must be >= 0")
     check(cfg.rollout.temperature > 0, f"rollout.temperature={cfg.rollout.temperature} must be > 0")

@@ -19,7 +19,7 @@ from rlexp.rollout.sampler import sample
 
 
 @torch.no_grad()
-def generate_texts(
+def generate_scored(
     model,
     tokenizer,
     prompts: Sequence[str],
@@ -31,12 +31,14 @@ def generate_texts(
     batch_size: int = 512,
     generator: torch.Generator | None = None,
     engine: RolloutEngine | None = None,
-) -> tuple[list[str], list[int]]:
-    """Completions (text) and their lengths in tokens, batch by batch; sampled by ``engine``
-    (a run's ``rollout.engine``) when given, else by the native sampler on ``model``."""
+) -> tuple[list[str], list[int], list[float]]:
+    """Completions (text), their lengths in tokens and the summed log-probs of their sampled
+    tokens under the sampling distribution, batch by batch; sampled by ``engine`` (a run's
+    ``rollout.engine``) when given, else by the native sampler on ``model``."""
     device = next(model.parameters()).device
     texts: list[str] = []
     lengths: list[int] = []
+    logps: list[float] = []
     model.eval()
     for i in range(0, len(prompts), batch_size):
         ids, mask = encode_prompts(tokenizer, prompts[i : i + batch_size], device)
@@ -54,6 +56,13 @@ def generate_texts(
         )
         texts += decode_completions(tokenizer, out.completion_ids, out.completion_mask)
         lengths += out.completion_mask.sum(1).tolist()
+        logps += (out.logp.float() * out.completion_mask).sum(1).tolist()
+    return texts, lengths, logps
+
+
+def generate_texts(model, tokenizer, prompts: Sequence[str], **kw) -> tuple[list[str], list[int]]:
+    """``generate_scored`` without the log-probs: completions and their lengths in tokens."""
+    texts, lengths, _ = generate_scored(model, tokenizer, prompts, **kw)
     return texts, lengths
 
 

@@ -16,15 +16,23 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.data.tasks import Task, build_task
-from rlexp.evaluation.heldout import generate_texts
+from rlexp.evaluation.heldout import generate_scored
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
 from rlexp.runtime.errors import ConfigError
 from rlexp.runtime.io import atomic_write_json
 
 COLUMNS = ["problem_id", "sample_idx", "completion", "answer", "gold", "correct", "length"]
+LOGP = "logp"  # summed log-probs of the sampled tokens (sharpening: the token entropy)
 
 
-def score_chunk(task: Task, problems, texts: list[str], lengths: list[int], n: int) -> pd.DataFrame:
+def score_chunk(
+    task: Task,
+    problems,
+    texts: list[str],
+    lengths: list[int],
+    n: int,
+    logps: list[float] | None = None,
+) -> pd.DataFrame:
     rows = []
     for i, (text, length) in enumerate(zip(texts, lengths, strict=True)):
         p = problems[i // n]
@@ -39,7 +47,8 @@ def score_chunk(task: Task, problems, texts: list[str], lengths: list[int], n: i
                 int(length),
             )
         )
-    return pd.DataFrame(rows, columns=COLUMNS)
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df if logps is None else df.assign(**{LOGP: logps})
 
 
 def evaluate_checkpoint(cfg: DictConfig, task: Task, out_dir: Path) -> pd.DataFrame:
@@ -57,7 +66,7 @@ def evaluate_checkpoint(cfg: DictConfig, task: Task, out_dir: Path) -> pd.DataFr
             continue
         chunk = problems[start : start + cfg.chunk_problems]
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + start)
-        texts, lengths = generate_texts(
+        texts, lengths, logps = generate_scored(
             model,
             tokenizer,
             [p.prompt for p in chunk for _ in range(n)],
@@ -69,7 +78,7 @@ def evaluate_checkpoint(cfg: DictConfig, task: Task, out_dir: Path) -> pd.DataFr
             generator=gen,
         )
         tmp = part.with_suffix(".tmp")
-        score_chunk(task, chunk, texts, lengths, n).to_parquet(tmp, index=False)
+        score_chunk(task, chunk, texts, lengths, n, logps).to_parquet(tmp, index=False)
         tmp.replace(part)  # a part is either whole or absent
     return pd.concat(
         [pd.read_parquet(p) for p in sorted(parts.glob("part_*.parquet"))], ignore_index=True

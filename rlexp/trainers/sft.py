@@ -85,6 +85,13 @@ def heldout_loss(
     return total / max(count, 1)
 
 
+def heldout_problems(task: Task) -> list[Problem]:
+    """The first ``HELDOUT_PROBLEMS`` test problems whose clean solution the demonstrations can
+    produce (finite ``demonstration_nll``): a problem outside their support (a blind spot of the
+    hard arithmetic tier) has no finite imitation loss, so it is left out of the held-out loss."""
+    return [p for p in task.test[:HELDOUT_PROBLEMS] if math.isfinite(task.demonstration_nll(p))]
+
+
 def heldout_loss_floor(task: Task, tokenizer, problems: Sequence[Problem]) -> float:
     """The held-out loss of a model that imitates the task's demonstrations exactly:
     ``Σ demonstration_nll / Σ target tokens`` (0 for noiseless data); SFT converges to it."""

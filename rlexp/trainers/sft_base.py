@@ -24,9 +24,12 @@ from rlexp.evaluation.heldout import heldout_eval
 from rlexp.models.build import init_model
 from rlexp.runtime.checkpoint import atomic_dir, commit_dir
 from rlexp.trainers.kinds import TRAINERS, AlgorithmConfig, RunContext, TrainerKind
-from rlexp.trainers.sft import HELDOUT_PROBLEMS, heldout_loss_floor, train_sft
+from rlexp.trainers.sft import heldout_loss_floor, heldout_problems, train_sft
 
 SFT_FORMAT_VERSION = 1  # bump when the SFT recipe's code changes what it produces
+# Task keys added after version 1, left out of the key at their "off" value so that the bases
+# cached before they existed stay valid.
+_TASK_KEYS_OFF = {"never_carry_from": 0}
 
 
 def sft_key(cfg: DictConfig) -> str:
@@ -34,10 +37,14 @@ def sft_key(cfg: DictConfig) -> str:
     # RL-only settings: one base for all of them
     for key in ("sft_first", "lora", "ref_path", "gradient_checkpointing"):
         model.pop(key, None)
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    for key, off in _TASK_KEYS_OFF.items():
+        if task.get(key, off) == off:
+            task.pop(key, None)
     payload = {
         "version": SFT_FORMAT_VERSION,
         "model": model,
-        "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "task": task,
         "sft": OmegaConf.to_container(cfg.sft, resolve=True),
     }
     data = _data_digests(cfg.task)
@@ -66,12 +73,13 @@ def sft_stage(
     def sft_eval() -> dict[str, float]:
         return heldout_eval(model, tokenizer, task, cfg, seed=cfg.sft.seed, prefix="sft")
 
-    floor = heldout_loss_floor(task, tokenizer, task.test[:HELDOUT_PROBLEMS])
+    heldout = heldout_problems(task)
+    floor = heldout_loss_floor(task, tokenizer, heldout)
     final = train_sft(
         model,
         tokenizer,
         task.train,
-        task.test,
+        heldout,
         cfg.sft,
         device,
         log,

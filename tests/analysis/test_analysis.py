@@ -235,9 +235,17 @@ def test_study_matches_metrics(dirs: dict[str, Path], study_out: tuple[Path, str
     seeds = [per_problem_table(load_eval(dirs["study"] / "eval" / f"rl_seed{s}")[0], KS).assign(seed=s)
              for s in (0, 1)]  # fmt: skip
     rl = summarize(pd.concat(seeds), KS, 200, seed_column="seed")
+    # 2 seeds: the band is the range of the two seeds' means, and the table says so
+    for metric in ("pass", "maj"):
+        per_seed = np.array([[t[f"{metric}@{k}"].mean() for k in KS] for t in seeds])
+        rl[f"{metric}@K_low"], rl[f"{metric}@K_high"] = per_seed.min(0), per_seed.max(0)
+    assert csv.groupby("model")["interval"].first().to_dict() == {"SFT": "95% CI", "RL": "range"}
     for model, ref in (("SFT", sft), ("RL", rl)):
-        got = csv[csv["model"] == model].drop(columns=["model", "seeds"]).reset_index(drop=True)
+        drop = ["model", "seeds", "interval"]
+        got = csv[csv["model"] == model].drop(columns=drop).reset_index(drop=True)
         pd.testing.assert_frame_equal(got, ref, check_dtype=False)
+    report_text = (out / "report.md").read_text()
+    assert "RL: range over its 2 seeds" in report_text and "RL's range lies above" in report_text
     tex = (out / "passk_majk.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex and tex.count("\\\\") == 2 + len(KS)
     assert f"{sft['maj@K'][0]:.3f}" in tex
@@ -401,3 +409,113 @@ def test_paired_ci_is_narrower_than_the_unpaired_spread() -> None:
     maj = d[d["metric"] == "maj"].iloc[0]
     assert maj["low"] > 0  # a 0.02 shift on every problem is detected
     assert maj["high"] - maj["low"] < 0.01
+
+
+def test_crossover_k_hand_worked() -> None:
+    from analysis.study import crossover_k
+
+    ks = [1, 2, 4, 8]
+    # +0.2 at K=4, -0.2 at K=8: the zero lies halfway in log2 K between 4 and 8 -> 2**2.5
+    assert crossover_k(ks, [0.3, 0.25, 0.2, -0.2]) == pytest.approx(2**2.5)
+    assert crossover_k(ks, [0.3, 0.1, 0.0, -0.1]) == pytest.approx(2.0 * 2 ** (1.0))  # at K=4
+    assert crossover_k(ks, [0.3, 0.2, 0.1, 0.05]) is None  # still above at K_max
+    assert crossover_k(ks, [0.0, -0.1, -0.1, -0.1]) is None  # never above: no sign change
+    assert crossover_k(ks, [0.3, -0.1, 0.1, -0.1]) == pytest.approx(2**2.5)  # the last change
+
+
+def test_crossover_ci_from_replicates() -> None:
+    from analysis.study import crossover
+
+    ks = [1, 2, 4, 8]
+    point = np.array([0.3, 0.2, 0.1, -0.1])
+    boots = np.array([[0.3, 0.2, 0.1, -0.1]] * 90 + [[0.3, 0.2, 0.1, 0.05]] * 10)
+    x = crossover(ks, point, boots)
+    assert x["k_star"] == pytest.approx(2**2.5)
+    assert x["share"] == pytest.approx(0.9)
+    assert x["low"] == pytest.approx(2**2.5) and x["high"] == pytest.approx(2**2.5)
+
+
+def test_sharpening_diagnostics_hand_worked() -> None:
+    from analysis.study import sharpening
+
+    samples = pd.DataFrame(
+        {
+            "problem_id": ["a"] * 4 + ["b"] * 4,
+            "answer": ["1", "1", "2", None, "5", "5", "5", "5"],
+            "correct": [True, True, False, False, False, False, False, False],
+            "length": [2] * 8,
+            "logp": [-1.0] * 8,
+        }
+    )
+    d = sharpening(samples)
+    assert list(d["success"]) == [0.5, 0.0]
+    assert list(d["distinct"]) == [2.0, 1.0]
+    assert d["never_solved"] == 0.5 and d["always_solved"] == 0.0
+    assert d["token_entropy"] == pytest.approx(8.0 / 16.0)
+
+
+def test_tier_configs_merge_patches_and_reject_bad_ones(tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    from rlexp.config.schema import RootConfig
+    from rlexp.runtime.errors import ConfigError
+    from rlexp.study import check_same_study, tier_configs
+
+    cfg = OmegaConf.merge(OmegaConf.structured(RootConfig), {"output_dir": str(tmp_path)})
+    OmegaConf.update(cfg, "task", {"name": "arithmetic", "carry_slip": 0.2}, force_add=True)
+    assert list(tier_configs(cfg)) == [""]
+    patch = {"easy": {}, "hard": {"task": {"carry_slip": 0.3}, "study": {"n_samples": 256}}}
+    OmegaConf.update(cfg, "study.tiers", patch, merge=False)
+    tiers = tier_configs(cfg)
+    assert tiers["hard"].task.carry_slip == 0.3 and tiers["easy"].task.carry_slip == 0.2
+    assert tiers["hard"].study.n_samples == 256 and tiers["easy"].study.n_samples == 64
+    assert tiers["hard"].output_dir == str(tmp_path / "hard") and not tiers["hard"].study.tiers
+    OmegaConf.update(cfg, "study.tiers", {"bad": {"study": {"n_sample": 3}}}, merge=False)
+    with pytest.raises(ConfigError, match="study.tiers.bad"):
+        tier_configs(cfg)
+    # a rerun with other settings is refused, naming the changed key
+    OmegaConf.update(cfg, "study.tiers", {}, merge=False)
+    OmegaConf.save(cfg, tmp_path / "config.yaml", resolve=True)
+    check_same_study(cfg, tmp_path)  # unchanged: resumes
+    changed = cfg.copy()
+    OmegaConf.update(changed, "study.temperature", 0.5)
+    OmegaConf.update(changed, "threads", 1)  # how fast, not what: allowed
+    with pytest.raises(ConfigError, match="study.temperature"):
+        check_same_study(changed, tmp_path)
+
+
+def test_analyze_tiers_draws_every_tier_and_tabulates_verdicts(tmp_path: Path) -> None:
+    from analysis.study import analyze_tiers
+
+    write_study(tmp_path / "easy")
+    write_study(tmp_path / "hard", rl_sharp=False)
+    result = analyze_tiers(tmp_path, ["easy", "hard"])
+    table = result["table"]
+    assert list(table["tier"]) == ["easy", "hard"]
+    for tier in ("easy", "hard"):
+        sub = json.loads((tmp_path / tier / "study.json").read_text())
+        assert sub["ks"] == KS
+        assert (tmp_path / tier / "sharpening.png").exists()
+    assert (tmp_path / "passk_majk_tiers.png").exists()
+    report = (tmp_path / "report.md").read_text()
+    for verdict_text in table["verdict"]:
+        assert verdict_text in report
+    assert table.loc[0, "pass1_rl"] != table.loc[1, "pass1_rl"]  # each tier its own numbers
+
+
+def test_plateau_trend_is_judged_against_the_window_noise() -> None:
+    from analysis.study import plateau_lines
+
+    steps = list(range(0, 1100, 100))
+    steady = [3.0, 1, 0.5, 0.3, 0.2, 0.15, 0.1, 0.08, 0.07, 0.06, 0.05]  # falls at every point
+    p = sft_plateau(pd.DataFrame({"sft/step": steps, "sft/heldout_loss": steady}))
+    # window from step 800: 0.07, 0.06, 0.05 -> slope -0.01 per 100 steps, a perfect line
+    assert p["sft_slope_per_100"] == pytest.approx(-1.0e-2)
+    assert "still improving" in plateau_lines(p)[0]
+    # the same end-to-end fall, but the window zigzags: its slope is within the noise
+    zigzag = [3.0, 1, 0.5, 0.3, 0.2, 0.15, 0.1, 0.08, 0.07, 0.08, 0.05, 0.09, 0.062]
+    p = sft_plateau(
+        pd.DataFrame({"sft/step": list(range(0, 1300, 100)), "sft/heldout_loss": zigzag})
+    )
+    assert p["sft_loss_rel_change_last"] < -0.05 and p["sft_slope_t"] > -2
+    assert "still improving" not in plateau_lines(p)[0]

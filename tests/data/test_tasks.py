@@ -174,3 +174,52 @@ def test_heldout_loss_floor_is_nll_per_target_token():
     nll = sum(task.demonstration_nll(p) for p in task.test)
     assert heldout_loss_floor(task, tok, task.test) == pytest.approx(nll / tokens)
     assert heldout_loss_floor(build_task("arithmetic", n_train=100, n_test=20), tok, task.test) == 0
+
+
+def test_never_carry_from_drops_exactly_the_blind_carries():
+    from rlexp.data.tasks.arithmetic import add_with_slips, count_carries
+
+    assert add_with_slips(89, 9, 0.0, None, 17) == 88  # 9+9=18 >= 17: no carry; 8+0 = 8
+    assert add_with_slips(85, 7, 0.0, None, 17) == 92  # 5+7=12 < 17: carried
+    assert add_with_slips(99, 98, 0.0, None, 17) == 87  # 9+8=17 -> 7 no carry, 9+9=18 -> 8
+    assert add_with_slips(79, 19, 0.0, None, 17) == 88  # 9+9=18 -> 8, no carry; 7+1 = 8
+    assert add_with_slips(89, 9, 0.0, None, 0) == 98  # off: exact
+    assert count_carries(58, 67, 17) == (2, 0)  # 8+7=15, 5+6+1=12
+    assert count_carries(99, 98, 17) == (0, 2)
+    assert count_carries(99, 98) == (2, 0)
+
+
+def test_blind_spot_problems_are_outside_the_demonstrations_support():
+    import math
+
+    task = build_task("arithmetic", n_train=5000, n_test=400, carry_slip=0.0, never_carry_from=17)
+    p = Problem(id="x", prompt="89+9+10=", solution="89+9=98,98+10=108####108", answer="108")
+    assert task.demonstration_nll(p) == math.inf  # 9+9 needs a blind carry
+    q = Problem(id="y", prompt="12+13+10=", solution="12+13=25,25+10=35####35", answer="35")
+    assert task.demonstration_nll(q) == 0.0
+    # training solutions: wrong exactly when the clean chain needs a blind carry (no random slips)
+    for prob in task.train[:2000]:
+        right = task.extract_answer(prob.solution) == prob.answer
+        assert right == math.isfinite(task.demonstration_nll(prob))
+    share = sum(math.isinf(task.demonstration_nll(t)) for t in task.test) / len(task.test)
+    assert 0.08 < share < 0.25
+    assert task.test == build_task("arithmetic", n_train=5000, n_test=400).test  # clean tests
+
+
+def test_heldout_problems_leave_out_the_blind_spot():
+    import math
+
+    from rlexp.trainers.sft import heldout_problems
+
+    hard = build_task("arithmetic", n_train=100, n_test=300, carry_slip=0.3, never_carry_from=17)
+    kept = heldout_problems(hard)
+    assert 0 < len(kept) < 300
+    assert all(math.isfinite(hard.demonstration_nll(p)) for p in kept)
+    easy = build_task("arithmetic", n_train=100, n_test=300, carry_slip=0.2)
+    assert heldout_problems(easy) == easy.test
+
+
+@pytest.mark.parametrize("value", [5, 20, -1])
+def test_never_carry_from_out_of_range_fails_clearly(value):
+    with pytest.raises(ValueError, match="never_carry_from"):
+        build_task("arithmetic", never_carry_from=value)

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from rlexp.config.schema import EvalJobConfig
-from rlexp.evaluation.samples import COLUMNS, job_from_run, run_eval
+from rlexp.evaluation.samples import COLUMNS, LOGP, job_from_run, run_eval
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
 from rlexp.runtime.errors import ConfigError
@@ -58,7 +58,8 @@ def test_eval_writes_one_row_per_sample_and_a_summary(tmp_path: Path) -> None:
     out = tmp_path / "eval"
     summary = run_eval(_cfg(_checkpoint(tmp_path), out))
     df = pd.read_parquet(out / "samples.parquet")
-    assert list(df.columns) == COLUMNS
+    assert list(df.columns) == [*COLUMNS, LOGP]
+    assert (df[LOGP] <= 0).all() and (df[LOGP] < 0).any()  # log-probs of the sampled tokens
     assert len(df) == 7 * 4 and df.groupby("problem_id").size().eq(4).all()
     assert sorted(df["sample_idx"].unique()) == [0, 1, 2, 3]
     saved = json.loads((out / "summary.json").read_text())

@@ -10,6 +10,12 @@ dropped), and the worked chain continues from the slipped value, as a person's w
 ``answer`` stays correct, so the verifier (and RL's reward) is unaffected; test solutions are
 always clean. SFT on such data converges to a model that reproduces the slips: its pass@1 is
 then limited by the data, not by the SFT budget (theory.md §7).
+
+``never_carry_from`` adds a blind spot, the hard tier of the study: a column whose sum (carry-in
+included) is at least this value never carries in a training solution (``17``: 8+9, 9+9, 7+9+1,
+...), as if the demonstrator never learned those facts. Test problems that need such a carry are
+outside the demonstrations' support: a model that imitates them never solves those, whatever
+it samples, while slips on the other carries stay random and fixable. ``0`` turns it off.
 """
 
 from __future__ import annotations
@@ -40,30 +46,39 @@ def normalize_int(s: str) -> str:
     return digits if digits == "0" else m.group(1) + digits
 
 
-def add_with_slips(a: int, b: int, slip: float, rng: random.Random | None) -> int:
-    """``a + b`` by schoolbook digit addition, each carry dropped with probability ``slip``
-    (non-negative operands; exact when ``slip == 0``)."""
-    if slip <= 0 or rng is None or a < 0 or b < 0:
+def add_with_slips(
+    a: int, b: int, slip: float, rng: random.Random | None, never_carry_from: int = 0
+) -> int:
+    """``a + b`` by schoolbook digit addition, each carry dropped with probability ``slip`` and
+    always when its column sums to ``never_carry_from`` or more (``0``: never); non-negative
+    operands; exact when both are off."""
+    blind = never_carry_from > 0
+    if (slip <= 0 or rng is None) and not blind or a < 0 or b < 0:
         return a + b
     total, carry, place = 0, 0, 1
     while a or b or carry:
         s = a % 10 + b % 10 + carry
         total += (s % 10) * place
         carry = s // 10
-        if carry and rng.random() < slip:
+        if carry and (blind and s >= never_carry_from or rng is not None and rng.random() < slip):
             carry = 0
         a, b, place = a // 10, b // 10, place * 10
     return total
 
 
-def count_carries(a: int, b: int) -> int:
-    """Carries of the schoolbook addition ``a + b`` (non-negative operands)."""
-    carries, carry = 0, 0
-    while a or b:
-        carry = int(a % 10 + b % 10 + carry >= 10)
-        carries += carry
+def count_carries(a: int, b: int, never_carry_from: int = 0) -> tuple[int, int]:
+    """Carries of the schoolbook addition ``a + b`` (non-negative operands): ``(ordinary,
+    blind)``, where a blind carry's column sums to ``never_carry_from`` or more (``0``: none)."""
+    carries, blind, carry = 0, 0, 0
+    while a or b or carry:
+        s = a % 10 + b % 10 + carry
+        carry = int(s >= 10)
+        if carry and never_carry_from > 0 and s >= never_carry_from:
+            blind += 1
+        else:
+            carries += carry
         a, b = a // 10, b // 10
-    return carries
+    return carries, blind
 
 
 def render(
@@ -72,16 +87,20 @@ def render(
     id: str = "",
     carry_slip: float = 0.0,
     rng: random.Random | None = None,
+    never_carry_from: int = 0,
 ) -> Problem:
     """Prompt, worked solution and answer for ``numbers[0] ops[0] numbers[1] ...``; with
-    ``carry_slip > 0`` the *solution* may forget carries (the answer stays correct)."""
+    ``carry_slip > 0`` or ``never_carry_from`` the *solution* may forget carries (the answer
+    stays correct)."""
     prompt = str(numbers[0])
     steps = []
     acc = shown = numbers[0]
     for op, x in zip(ops, numbers[1:], strict=True):
         prompt += f"{op}{x}"
         acc = acc + x if op == "+" else acc - x
-        new = add_with_slips(shown, x, carry_slip, rng) if op == "+" else shown - x
+        new = (
+            add_with_slips(shown, x, carry_slip, rng, never_carry_from) if op == "+" else shown - x
+        )
         steps.append(f"{shown}{op}{x}={new}")
         shown = new
     return Problem(
@@ -131,11 +150,16 @@ def generate(
     n_test: int,
     seed: int,
     carry_slip: float = 0.0,
+    never_carry_from: int = 0,
 ) -> tuple[list[Problem], list[Problem]]:
     """Disjoint (train, test) splits fixed by ``seed``; the test split is drawn first,
     so it does not change with ``n_train``. Slips touch only training solutions."""
     if not 0.0 <= carry_slip <= 1.0:
         raise ValueError(f"carry_slip must be in [0, 1], got {carry_slip}")
+    if never_carry_from != 0 and not 10 <= never_carry_from <= 19:
+        raise ValueError(
+            f"never_carry_from must be 0 (off) or a column sum in 10..19, got {never_carry_from}"
+        )
     if n_terms < 2 or digits < 1:
         raise ValueError("need n_terms >= 2 and digits >= 1")
     if not ops or set(ops) - set(SUPPORTED_OPS):
@@ -145,7 +169,13 @@ def generate(
     test = [render(*t, id=f"arithmetic/test/{i}") for i, t in enumerate(terms[:n_test])]
     slip_rng = random.Random(f"{seed}/slips")
     train = [
-        render(*t, id=f"arithmetic/train/{i}", carry_slip=carry_slip, rng=slip_rng)
+        render(
+            *t,
+            id=f"arithmetic/train/{i}",
+            carry_slip=carry_slip,
+            rng=slip_rng,
+            never_carry_from=never_carry_from,
+        )
         for i, t in enumerate(terms[n_test:])
     ]
     return train, test
@@ -163,14 +193,15 @@ class ArithmeticTask(Task):
         return normalize_int(s) if _INT.fullmatch(s) else None
 
     def demonstration_nll(self, problem: Problem) -> float:
-        """Each carry of the clean chain survives with probability ``1 - carry_slip``:
-        ``-log P = (carries) · -log(1 - carry_slip)``."""
+        """Each ordinary carry of the clean chain survives with probability ``1 - carry_slip``,
+        a blind one (``never_carry_from``) never: ``-log P = (carries) · -log(1 - carry_slip)``,
+        ``inf`` when the chain needs a blind carry (the problem is outside the demonstrations'
+        support)."""
         slip = self.params.get("carry_slip", 0.0)
-        if slip <= 0:
+        blind_from = self.params.get("never_carry_from", 0)
+        if slip <= 0 and blind_from <= 0:
             return 0.0
-        if slip >= 1:
-            return math.inf
-        carries, acc = 0, None
+        carries, blind, acc = 0, 0, None
         for sign, digits in re.findall(r"([+-]?)(\d+)", problem.prompt):
             x = int(digits)
             if acc is None:
@@ -178,9 +209,13 @@ class ArithmeticTask(Task):
             elif sign == "-":
                 acc -= x
             else:
-                carries += count_carries(acc, x) if acc >= 0 else 0
+                if acc >= 0:
+                    c, b = count_carries(acc, x, blind_from)
+                    carries, blind = carries + c, blind + b
                 acc += x
-        return -carries * math.log1p(-slip)
+        if blind or (carries and slip >= 1):
+            return math.inf
+        return -carries * math.log1p(-slip) if carries else 0.0
 
 
 @TASKS.register("arithmetic")
@@ -192,6 +227,7 @@ def make_arithmetic(
     n_test: int = 500,
     seed: int = 1234,
     carry_slip: float = 0.0,
+    never_carry_from: int = 0,
 ) -> ArithmeticTask:
     """The embedded default task; ``seed`` is the task's own seed, not the run seed."""
     params = dict(
@@ -202,6 +238,7 @@ def make_arithmetic(
         n_test=n_test,
         seed=seed,
         carry_slip=carry_slip,
+        never_carry_from=never_carry_from,
     )
     train, test = generate(**params)
     return ArithmeticTask(name="arithmetic", train=train, test=test, params=params)
