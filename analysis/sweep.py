@@ -180,11 +180,10 @@ def compute_points(df: pd.DataFrame, metric: str = SCALED, compute: str = COMPUT
     )
 
 
-def scaling_fits(
-    points: pd.DataFrame, members: pd.DataFrame, knobs: Sequence[str], n_boot: int = 200
-) -> pd.DataFrame:
+def scaling_fits(points: pd.DataFrame, members: pd.DataFrame, knobs: Sequence[str]) -> pd.DataFrame:
     """`fit_scaling_runs` per setting (accuracy: A bounded to [0, 1]); a setting whose fit fails
-    keeps a row with NaN parameters and the reason in `note`."""
+    keeps a row with NaN parameters and the reason in `note` (as does one with too few runs for
+    an interval, with its parameters)."""
     knobs = [k for k in knobs if k != "seed"]
     rows = []
     for setting in members["setting"].cat.categories:
@@ -195,7 +194,7 @@ def scaling_fits(
         try:
             if not runs:  # e.g. offline methods (dpo, rft) count no sampled tokens
                 raise ValueError(f"no evaluation with a {COMPUTE} count")
-            row |= {"note": ""} | fit_scaling_runs(runs, a_bounds=(0.0, 1.0), n_boot=n_boot)
+            row |= {"note": ""} | fit_scaling_runs(runs, a_bounds=(0.0, 1.0))
         except (ValueError, RuntimeError) as err:
             row |= {"runs": len(runs), "note": str(err)} | {p: np.nan for p in PARAMS}
         rows.append(row)
@@ -300,7 +299,7 @@ def analyze_runs(
         files += plot_passk_majk(models, out / "passk_majk", *legend)
     files += _summaries(values, members, knobs, out, n_boot)
     files += _knob_figures(values, knobs, out, styles, n_boot)
-    files += _scaling(df, members, knobs, out, shown, n_boot)
+    files += _scaling(df, members, knobs, out, shown)
     files += _failed(members, out)
     return files
 
@@ -400,11 +399,11 @@ def _knob_figures(values, knobs, out, styles, n_boot) -> list[Path]:
     return files
 
 
-def _scaling(df, members, knobs, out, shown: _Shown, n_boot) -> list[Path]:
+def _scaling(df, members, knobs, out, shown: _Shown) -> list[Path]:
     if COMPUTE not in df or SCALED not in df:
         return []
     points = compute_points(df)
-    table = scaling_fits(points, members, knobs, n_boot=min(n_boot, 200))
+    table = scaling_fits(points, members, knobs)
     for r in table[table["note"] != ""].itertuples():
         print(f"scaling fit of {r.setting}: {r.note}")
     table.to_csv(out / "scaling_fit.csv", index=False)

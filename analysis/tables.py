@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.plots import label
-from analysis.scaling import PARAMS
+from analysis.scaling import PARAMS, TOO_FEW_RUNS
 
 
 def value_text(value: Any) -> str:
@@ -50,11 +50,16 @@ def with_ci(mean: float, low: float, high: float) -> str:
     return f"${body} \\times 10^{{{exp}}}$" if exp else f"${body}$"
 
 
-def _tabular(header: list[str], rows: list[list[str]], n_left: int) -> str:
+def _tabular(
+    header: list[str], rows: list[list[str]], n_left: int, notes: Sequence[str] = ()
+) -> str:
+    """Booktabs tabular; ``notes`` become full-width lines under the bottom rule."""
     spec = "l" * n_left + "r" * (len(header) - n_left)
     lines = [f"\\begin{{tabular}}{{{spec}}}", "\\toprule", " & ".join(header) + r" \\", "\\midrule"]
     lines += [" & ".join(r) + r" \\" for r in rows]
-    return "\n".join([*lines, "\\bottomrule", "\\end{tabular}", ""])
+    lines += ["\\bottomrule"]
+    lines += [f"\\multicolumn{{{len(header)}}}{{l}}{{\\footnotesize {n}}} \\\\" for n in notes]
+    return "\n".join([*lines, "\\end{tabular}", ""])
 
 
 def summary_latex(
@@ -80,7 +85,9 @@ def summary_latex(
 
 
 def scaling_latex(table: pd.DataFrame, knobs: Sequence[str]) -> str:
-    """Booktabs table of A, B and C_mid with their CIs, one row per fitted setting."""
+    """Booktabs table of A, B, C_mid and R0 with their CIs, one row per fitted setting; a
+    setting without an interval (``has_ci`` False) is marked "$^\\dagger$ too few runs for an
+    interval" under the table."""
     knobs = [k for k in knobs if k != "seed"] or ["setting"]
     header = [_latex(label(k)) for k in knobs] + [
         "runs",
@@ -90,8 +97,13 @@ def scaling_latex(table: pd.DataFrame, knobs: Sequence[str]) -> str:
         "$R_0$",
     ]
     rows = []
+    dagger = False
     for _, r in table.dropna(subset=["A"]).iterrows():
-        cells = [_latex(value_text(r[k])) for k in knobs] + [str(int(r["runs"]))]
+        no_ci = not pd.isna(r.get("has_ci")) and not r["has_ci"]
+        dagger |= no_ci
+        runs = str(int(r["runs"])) + ("$^\\dagger$" if no_ci else "")
+        cells = [_latex(value_text(r[k])) for k in knobs] + [runs]
         cells += [with_ci(r[p], r[p + "_low"], r[p + "_high"]) for p in PARAMS]
         rows.append(cells)
-    return _tabular(header, rows, len(knobs))
+    notes = [f"$^\\dagger$ {TOO_FEW_RUNS}"] if dagger else []
+    return _tabular(header, rows, len(knobs), notes)

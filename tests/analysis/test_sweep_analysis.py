@@ -255,15 +255,20 @@ def test_cli_summary_tables(analyzed: tuple[Path, str]) -> None:
 
 
 def test_cli_scaling_fit_table(analyzed: tuple[Path, str]) -> None:
-    out, _ = analyzed
+    out, printed = analyzed
     fits = pd.read_csv(out / "scaling_fit.csv").set_index("setting")
     # the accuracies were generated from the curve with A = 0.55 + 0.3λ, B = 1.5, C_mid = 2000
     for lam, name in zip(LAMS, ["lam=0", "lam=0.5", "lam=1"], strict=True):
         assert fits.loc[name, "A"] == pytest.approx(0.55 + 0.3 * lam + 0.005, abs=0.02)
         assert fits.loc[name, "B"] == pytest.approx(1.5, rel=0.15)
         assert fits.loc[name, "C_mid"] == pytest.approx(2000, rel=0.15)
-    assert fits.loc["lam=1", "runs"] == 1 and fits.loc["lam=1", "ci"] == "fit covariance"
-    assert "$C_{\\mathrm{mid}}$" in (out / "scaling_fit.tex").read_text()
+    # 2, 2 and 1 seeds: too few for an interval, said in the CSV, the LaTeX and the printout
+    assert fits.loc["lam=1", "runs"] == 1 and not fits["has_ci"].any()
+    assert fits["ci"].str.startswith("too few runs for an interval").all()
+    assert fits[["A_low", "A_high", "C_mid_low", "C_mid_high"]].isna().all().all()
+    tex = (out / "scaling_fit.tex").read_text()
+    assert "$C_{\\mathrm{mid}}$" in tex and "$^\\dagger$ too few runs for an interval" in tex
+    assert "scaling fit of lam=0: too few runs for an interval (2 runs, needs >= 3)" in printed
 
 
 def test_compute_points_pair_each_eval_with_the_tokens_before_it(sweep: Path) -> None:
@@ -290,22 +295,80 @@ def test_scaling_fit_recovers_known_parameters() -> None:
     runs = [
         (c, scaling_curve(c, 0.8, 1.5, 2e4, 0.1) + rng.normal(0, 0.01, len(c))) for _ in range(4)
     ]
-    fit = fit_scaling_runs(runs, a_bounds=(0, 1), n_boot=100)
-    assert fit["ci"] == "bootstrap over 4 runs"
+    fit = fit_scaling_runs(runs, a_bounds=(0, 1))
+    assert fit["ci"] == "jackknife over 4 runs, t(3)" and fit["has_ci"] and "note" not in fit
     for name, true in (("A", 0.8), ("B", 1.5), ("C_mid", 2e4)):
         assert fit[name] == pytest.approx(true, rel=0.1)
         assert fit[f"{name}_low"] <= fit[name] <= fit[f"{name}_high"]
-    two = fit_scaling_runs(runs[:2], a_bounds=(0, 1))
-    assert two["ci"] == "fit covariance" and two["A_low"] < 0.8 < two["A_high"]
-    few = fit_scaling_runs([(c[:5], r[:5]) for c, r in runs[:2]], a_bounds=(0, 1))  # A unsure
+    few = fit_scaling_runs([(c[:5], r[:5]) for c, r in runs[:3]], a_bounds=(0, 1))  # A unsure
     assert 0 <= few["A_low"] <= few["A"] <= few["A_high"] <= 1  # a CI within A's bounds
     two_evals = [(c[[0, 5, 10]] * (1 + 0.01 * i), runs[i][1][[0, 5, 10]]) for i in range(3)]
     with pytest.raises(ValueError, match="evaluations after the start"):  # 2 compute levels
         fit_scaling_runs(two_evals, a_bounds=(0, 1))
     with pytest.raises(ValueError, match="needs >= 3 points"):
         fit_scaling([0, 1, 2], [0.1, 0.2, 0.3])
-    flat = fit_scaling_runs([(c, np.full(len(c), 0.3))] * 3, a_bounds=(0, 1), n_boot=10)
+    flat = fit_scaling_runs([(c, np.full(len(c), 0.3))] * 3, a_bounds=(0, 1))
     assert flat["A"] == pytest.approx(0.3) and math.isnan(flat["B"]) and "no gain" in flat["note"]
+
+
+def test_scaling_fit_has_no_interval_with_too_few_runs() -> None:
+    rng = np.random.default_rng(1)
+    c = np.concatenate([[0.0], np.geomspace(1e3, 1e6, 12)])
+    runs = [(c, scaling_curve(c, 0.8, 1.5, 2e4, 0.1) + rng.normal(0, 0.01, len(c)))] * 2
+    for n in (1, 2):
+        fit = fit_scaling_runs(runs[:n], a_bounds=(0, 1))
+        assert fit["A"] == pytest.approx(0.8, abs=0.03) and not fit["has_ci"]  # fitted, no CI
+        reason = f"too few runs for an interval ({n} run{'s' * (n > 1)}, needs >= 3)"
+        assert fit["ci"] == reason and fit["note"] == reason
+        assert all(
+            math.isnan(fit[f"{p}_{s}"]) for p in ("A", "B", "C_mid", "R0") for s in ("low", "high")
+        )
+    # 3 runs, but only one with enough evaluations: the fit without it is not allowed
+    short = [(c, runs[0][1]), (c[:4], runs[0][1][:4]), (c[:4] * 1.01, runs[0][1][:4])]
+    fit = fit_scaling_runs(short, a_bounds=(0, 1))
+    assert not fit["has_ci"] and math.isnan(fit["A_low"])
+    assert fit["ci"].startswith("too few runs for an interval (the fit without run 0 failed")
+
+
+# the coverage simulation: seeds differ in asymptote, midpoint and tokens per step; every
+# evaluation (11 per run, every 10 of 100 steps) has its own noise; R0 is the shared base model
+TRUE = {"A": 0.7, "B": 1.5, "C_mid": 2e5, "R0": 0.2}
+
+
+def simulated_runs(rng: np.random.Generator, n_runs: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    runs = []
+    for _ in range(n_runs):
+        c = np.arange(0, 101, 10) * 1e4 * (1 + 0.05 * rng.standard_normal())
+        a = TRUE["A"] + 0.03 * rng.standard_normal()
+        c_mid = TRUE["C_mid"] * np.exp(0.15 * rng.standard_normal())
+        r = scaling_curve(c, a, TRUE["B"], c_mid, TRUE["R0"]) + rng.normal(0, 0.015, len(c))
+        runs.append((c, r))
+    return runs
+
+
+def coverage(n_sim: int, n_runs: int, seed: int) -> dict[str, float]:
+    """Fraction of simulated sweeps whose 95% interval holds the true parameter."""
+    rng = np.random.default_rng(seed)
+    hits = dict.fromkeys(TRUE, 0)
+    for _ in range(n_sim):
+        fit = fit_scaling_runs(simulated_runs(rng, n_runs), a_bounds=(0, 1))
+        for p, true in TRUE.items():
+            hits[p] += fit[f"{p}_low"] <= true <= fit[f"{p}_high"]
+    return {p: h / n_sim for p, h in hits.items()}
+
+
+def test_scaling_interval_coverage_quick() -> None:
+    # 60 sweeps of 4 runs (~2 s); the old percentile bootstrap over runs: A 0.83, C_mid 0.78
+    cover = coverage(60, 4, seed=7)
+    assert cover["A"] >= 0.85 and cover["C_mid"] >= 0.85, cover
+
+
+@pytest.mark.slow
+def test_scaling_interval_coverage() -> None:
+    # 300 sweeps of 4 runs (~15 s; binomial se of a 0.95 coverage: 0.013) and 150 of 3
+    for n_sim, n_runs in ((300, 4), (150, 3)):
+        cover = coverage(n_sim, n_runs, seed=n_runs)
+        assert all(0.9 <= v <= 0.99 for v in cover.values()), (n_runs, cover)
 
 
 def test_knob_axis_kinds() -> None:
