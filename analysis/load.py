@@ -6,8 +6,10 @@ samples.parquet, summary.json, study.json) are the only contract.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,10 @@ _NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf, "infinity": 
 
 
 # ------------------------------------------------------------------------------------ helpers
+class UnreadableRunFile(ValueError):
+    """A run file that cannot be read; the message starts with the file's path."""
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested dict -> {"a.b.c": leaf}; lists stay as values."""
     out: dict[str, Any] = {}
@@ -67,6 +73,25 @@ def _read_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def _read(path: Path, read, kind: type) -> Any:
+    """``read(path)``, which must give a ``kind`` (None for an empty file is allowed);
+    UnreadableRunFile naming ``path`` otherwise."""
+    try:
+        value = read(path)
+    except UnreadableRunFile:
+        raise
+    except (OSError, ValueError, yaml.YAMLError) as err:  # JSON, UTF-8 and YAML errors
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UnreadableRunFile(f"{path}: {reason}") from None
+    if value is not None and not isinstance(value, kind):
+        raise UnreadableRunFile(f"{path}: expected a {kind.__name__}, got {type(value).__name__}")
+    return value
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
 # ------------------------------------------------------------------------------------ runs
 def load_metrics(run_dir: str | Path, file: str = "metrics.jsonl") -> pd.DataFrame:
     """One row per logged line of ``<run_dir>/<file>``; "nan"/"inf" strings become floats.
@@ -75,17 +100,20 @@ def load_metrics(run_dir: str | Path, file: str = "metrics.jsonl") -> pd.DataFra
     twice, the last line for that step wins. A missing or empty file gives an empty frame.
     """
     path = Path(run_dir) / file
-    lines = path.read_text().splitlines() if path.exists() else []
+    lines = _read(path, lambda p: p.read_text().splitlines(), list) if path.exists() else []
     rows = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 break
-            raise ValueError(f"{path}:{i + 1}: not a JSON object") from None
+            raise UnreadableRunFile(f"{path}:{i + 1}: not a JSON object") from None
+        if not isinstance(row, dict):
+            raise UnreadableRunFile(f"{path}:{i + 1}: not a JSON object")
+        rows.append(row)
     df = pd.DataFrame.from_records(rows)
     for col in df.columns:
         if pd.api.types.is_numeric_dtype(df[col]):
@@ -101,14 +129,16 @@ def load_metrics(run_dir: str | Path, file: str = "metrics.jsonl") -> pd.DataFra
 
 
 def load_run(run_dir: str | Path) -> dict[str, Any]:
-    """A run directory -> {"path", "config" (dotted keys), "info", "metrics", "sft_metrics"}."""
+    """A run directory -> {"path", "config" (dotted keys), "info", "metrics", "sft_metrics"}.
+
+    A file that cannot be read raises UnreadableRunFile naming it."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
-    config = yaml.safe_load(config_path.read_text()) if config_path.exists() else {}
-    info = _read_json(run_dir / "run_info.json")
+    config = _read(config_path, _yaml, dict) if config_path.exists() else {}
+    info = _read(run_dir / "run_info.json", _read_json, dict)
     hydra_overrides = run_dir / ".hydra" / "overrides.yaml"
     if "overrides" not in info and hydra_overrides.exists():  # killed before run_info.json
-        info["overrides"] = yaml.safe_load(hydra_overrides.read_text()) or []
+        info["overrides"] = _read(hydra_overrides, _yaml, list) or []
     return {
         "path": run_dir,
         "config": flatten(config or {}),
@@ -116,6 +146,37 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
         "metrics": load_metrics(run_dir),
         "sft_metrics": load_metrics(run_dir, "sft_metrics.jsonl"),
     }
+
+
+def load_members(sweep_dir: str | Path) -> list[dict[str, Any]]:
+    """`load_run` of every member of a multirun directory. A member with a file that cannot be
+    read is skipped with a warning naming the file and kept as status "unreadable" (the file and
+    the reason as its error, its overrides when .hydra/ still gives them): listed among the
+    failed members, never averaged."""
+    runs = []
+    for member in member_dirs(Path(sweep_dir)):
+        try:
+            runs.append(load_run(member))
+        except UnreadableRunFile as err:
+            warnings.warn(f"skipping sweep member {member}: {err}", stacklevel=2)
+            runs.append(_unreadable(member, str(err)))
+    return runs
+
+
+def _unreadable(member: Path, error: str) -> dict[str, Any]:
+    """The stand-in of a member that does not load: its overrides and seed, where a readable
+    run_info.json or .hydra/overrides.yaml still gives them, name its setting."""
+    info: dict[str, Any] = {}
+    with contextlib.suppress(UnreadableRunFile):
+        saved = _read(member / "run_info.json", _read_json, dict)
+        info = {k: saved[k] for k in ("overrides", "seed") if k in saved}
+    hydra_overrides = member / ".hydra" / "overrides.yaml"
+    if "overrides" not in info and hydra_overrides.exists():
+        with contextlib.suppress(UnreadableRunFile):
+            info["overrides"] = _read(hydra_overrides, _yaml, list) or []
+    info |= {"status": "unreadable", "error": f"unreadable: {error}"}
+    empty = pd.DataFrame()
+    return {"path": member, "config": {}, "info": info, "metrics": empty, "sft_metrics": empty}
 
 
 RUN_FILES = ("metrics.jsonl", "run_info.json", "config.yaml", ".hydra/overrides.yaml")
@@ -179,8 +240,7 @@ def _drop_aliases(table: pd.DataFrame) -> pd.DataFrame:
 
 def sweep_members(sweep_dir: str | Path) -> pd.DataFrame:
     """One row per member: run, status, error, seed and the swept knob values."""
-    runs = [load_run(p) for p in member_dirs(Path(sweep_dir))]
-    return members_table(runs)
+    return members_table(load_members(sweep_dir))
 
 
 def _seed(run: dict[str, Any]) -> Any:
@@ -218,7 +278,7 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     ``df.attrs["knobs"]`` names the swept keys.
     """
     sweep_dir = Path(sweep_dir)
-    runs = [load_run(p) for p in member_dirs(sweep_dir)]
+    runs = load_members(sweep_dir)
     if not runs:
         raise ValueError(f"{sweep_dir} holds no run directories")
     return tidy_sweep(runs)

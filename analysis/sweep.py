@@ -12,6 +12,7 @@ come with 95% percentile-bootstrap CIs over runs; failed members are listed, nev
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,7 @@ import pandas as pd
 from analysis.load import (
     STEP,
     load_eval,
-    load_run,
-    member_dirs,
+    load_members,
     members_table,
     tidy_sweep,
     wandb_runs,
@@ -50,7 +50,8 @@ FINAL = ("eval/sampled_accuracy", "eval/greedy_accuracy")  # + every logged eval
 DIAGNOSTICS = ("adv/var", "adv/mc_var", "adv/mc_corr", "adv/mc_mse")
 COMPUTE = "train/sampled_tokens"  # cumulative completion tokens sampled for training
 SCALED = "eval/sampled_accuracy"
-_FAILED = ("failed", "crashed")  # crashed: a W&B run state
+# crashed: a W&B run state; unreadable: a member whose files do not load (analysis.load)
+_FAILED = ("failed", "crashed", "unreadable")
 
 
 # ------------------------------------------------------------------------------------ settings
@@ -210,7 +211,12 @@ def member_evals(sweep_dir: Path, runs: Sequence[str]) -> tuple[pd.DataFrame | N
     for run in runs:
         paths = sorted((sweep_dir / str(run)).glob("eval/*/samples.parquet"))
         if paths:
-            found[run] = load_eval(paths[-1].parent)[0]
+            try:
+                found[run] = load_eval(paths[-1].parent)[0]
+            except (OSError, ValueError) as err:  # a corrupt Parquet file (ArrowInvalid)
+                warnings.warn(
+                    f"skipping the samples of sweep member {run}: {paths[-1]}: {err}", stacklevel=2
+                )
     if not found:
         return None, []
     ks = default_ks(min(int(s.groupby("problem_id").size().min()) for s in found.values()))
@@ -236,8 +242,9 @@ def analyze_sweep(
     smooth: int = 1,
     n_boot: int = 1000,
 ) -> list[Path]:
-    """All tables and figures of a multirun directory (see `analyze_runs`)."""
-    runs = [load_run(p) for p in member_dirs(Path(sweep_dir))]
+    """All tables and figures of a multirun directory (see `analyze_runs`); a member whose files
+    do not load is skipped with a warning and listed in failed_members.csv."""
+    runs = load_members(sweep_dir)
     if not runs:
         raise ValueError(f"{sweep_dir} holds no run directories")
     return analyze_runs(runs, out, metrics, smooth, n_boot, sweep_dir=Path(sweep_dir))

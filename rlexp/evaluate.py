@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from rlexp.config import register_configs
 from rlexp.config.schema import RolloutConfig
+from rlexp.config.validate import check_known_keys
 from rlexp.evaluation.samples import job_from_run, run_eval
 from rlexp.runtime.errors import ConfigError
 from rlexp.runtime.paths import CONF_DIR
@@ -21,6 +22,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
     try:
+        check_known_keys(cfg)  # +foo=1 adds a key no schema declares
         if cfg.run_dir and any(
             o.split("=")[0].lstrip("+~").startswith("task") for o in _overrides()
         ):

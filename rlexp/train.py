@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.config import register_configs
-from rlexp.config.resume import resumed_config
+from rlexp.config.resume import check_resume_target, resumed_config
 from rlexp.config.validate import validate
 from rlexp.data.tasks import build_task
 from rlexp.models.load import resolve_device, resolve_dtype
@@ -164,7 +164,16 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def main(cfg: DictConfig) -> float:
-    return main_guard(run, cfg)
+    return main_guard(run_command, cfg)
+
+
+def run_command(cfg: DictConfig) -> float:
+    """rlexp-train's job: ``resume=true`` there names a run to continue, which must exist
+    (``run`` alone, as rlexp-study calls it, also starts a run that is not there yet)."""
+    if cfg.resume:
+        sweep = Path(HydraConfig.get().sweep.dir) if is_multirun() else None
+        check_resume_target(Path(cfg.output_dir), sweep)
+    return run(cfg)
 
 
 def main_guard(fn, cfg: DictConfig):

@@ -74,6 +74,33 @@ def gae(
     return adv, torch.where(real, adv + v, 0)
 
 
+@torch.no_grad()
+def masked_whiten(
+    values: Tensor,
+    mask: Tensor,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
+    mean_std: MeanStd = local_mean_std,
+) -> Tensor:
+    """Batch whitening of per-token values (theory.md §1, "Advantage whitening"), ``[B, T]``.
+
+    Over the real tokens of the batch (as ``mean_std`` pools them: data parallel, every rank's):
+    ``(x − mean) / (std + eps)``, std the unbiased one; ``shift_mean=False`` adds the mean back
+    (only the scale changes, the sign of every value is kept). This is ``masked_whiten`` of
+    OpenRLHF / TRL, whose default also subtracts the mean. Padding is 0 in the output; fewer than
+    2 real tokens or no spread (as in ``batch_normalized``) leaves the values centred
+    (``shift_mean``) or unchanged, never divided by a vanishing std.
+    """
+    real = real_mask(mask)
+    x = torch.where(real, values.detach(), 0)
+    n, mean, std = mean_std(x[real])
+    if n < 2 or std <= _flat_tol(x.dtype) * mean.abs().clamp(min=1):
+        out = x - mean if shift_mean and n > 0 else x
+    else:
+        out = (x - mean) / (std + eps) + (0 if shift_mean else mean)
+    return torch.where(real, out, 0)
+
+
 def _groups(n: int, group_size: int | None, group_ids: Tensor | None) -> tuple[Tensor, Tensor]:
     """Group index ``[N]`` (0..G-1) and group sizes ``[G]``; every group needs ≥ 2 members."""
     if group_size is not None and group_size < 2:
@@ -226,12 +253,19 @@ def _per_token(seq_adv: Tensor, mask: Tensor) -> Tensor:
 
 
 @_register("gae", critic=True, groups=False, token_rewards=True)
-def _gae(inputs: AdvantageInputs, gamma: float = 1.0, lam: float = 0.95) -> tuple[Tensor, Tensor]:
+def _gae(
+    inputs: AdvantageInputs, gamma: float = 1.0, lam: float = 0.95, whiten: bool = False
+) -> tuple[Tensor, Tensor]:
+    """GAE; ``whiten``: the advantages (not the value targets, which stay A + V) whitened
+    over the batch's real tokens, mean subtracted."""
     if inputs.values is None:
         raise ValueError("advantage estimator 'gae' needs critic values (inputs.values is None)")
-    return gae(
+    adv, returns = gae(
         rewards=inputs.token_rewards, values=inputs.values, mask=inputs.mask, gamma=gamma, lam=lam
     )
+    if whiten:
+        adv = masked_whiten(adv, inputs.mask, mean_std=inputs.mean_std)
+    return adv, returns
 
 
 @_register("group_relative", critic=False, groups=True, token_rewards=False)

@@ -8,16 +8,53 @@ it did — before anything is written, so a refused resume leaves the run's file
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rlexp.runtime.errors import ConfigError
+from rlexp.runtime.errors import ConfigError, check
 
 # Keys (and sections) a resume may change: where and how it runs, how long, how it logs.
 RESUME_MAY_CHANGE = ("resume", "steps", "threads", "device", "logger", "output_dir", "cache_dir")
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Did a run start in ``run_dir``? Its ``run_info.json`` has a start time (written before any
+    compute), or it left metrics or checkpoints. A Hydra job directory holds ``.hydra/`` from the
+    start, and a run refused by a config error its config.yaml and a failed run_info.json."""
+    if (run_dir / "checkpoints").is_dir() or (run_dir / "metrics.jsonl").is_file():
+        return True
+    try:
+        return "started" in json.loads((run_dir / "run_info.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def check_resume_target(run_dir: Path, sweep_dir: Path | None = None) -> None:
+    """``rlexp-train resume=true``: the directory named must hold a run to continue, so that a
+    typo'd path is one error, not a fresh run started there. In a multirun the sweep directory
+    must hold one member's run; a member that never started starts now. (``rlexp.train.run``
+    itself, called by rlexp-study per seed, resumes a run if there is one, else starts it.)"""
+    if sweep_dir is not None:
+        check(
+            any(holds_run(member) for member in sweep_dir.iterdir() if member.is_dir()),
+            f"resume=true: the sweep directory {sweep_dir} holds no run to resume (no member "
+            "started); check hydra.sweep.dir, or drop resume=true to start the sweep",
+        )
+        return
+    check(
+        run_dir.is_dir(),
+        f"resume=true: output_dir={run_dir} does not exist; check the path, or drop resume=true "
+        "to start a new run",
+    )
+    check(
+        holds_run(run_dir),
+        f"resume=true: output_dir={run_dir} holds no run to resume (no run_info.json of a "
+        "started run, metrics.jsonl or checkpoints/); check the path, or drop resume=true",
+    )
 
 
 def flat_items(node: Any, prefix: str = "") -> dict[str, Any]:

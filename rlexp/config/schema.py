@@ -22,6 +22,9 @@ class GAEConfig:
     name: str = "gae"
     gamma: float = 1.0
     lam: float = 0.95
+    # whiten the advantages over the batch's real tokens (mean 0, std 1; theory.md §1); the
+    # value targets are not whitened
+    whiten: bool = False
 
 
 @dataclass

@@ -6,12 +6,14 @@ catches values that are each valid but impossible or silently useless together.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from rlexp.config.schema import HFModelConfig, TinyModelConfig
 from rlexp.data.tasks import TASKS, build_task
 from rlexp.models.load import resolve_device
 from rlexp.rollout.engine import ENGINES
@@ -21,9 +23,12 @@ from rlexp.runtime.errors import check, check_unit_interval
 from rlexp.runtime.sharding import STRATEGIES
 from rlexp.trainers import TRAINERS, TrainerKind
 
+MODELS = (TinyModelConfig.name, HFModelConfig.name)  # model.name: the kinds of conf/model/
+
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first invalid combination in a composed run config."""
+    check_known_keys(cfg)
     algo = cfg.algorithm
     check(
         cfg.task.name in TASKS, f"task={cfg.task.name} is unknown; choose one of: {TASKS.names()}"
@@ -54,12 +59,45 @@ def validate(cfg: DictConfig) -> None:
         f"algorithm.trainer={algo.trainer}: use {', '.join(TRAINERS.names())}",
     )
     kind = TRAINERS.get(algo.trainer)
+    check(  # the model kind; it also names the SFT base's folder under cache_dir
+        cfg.model.name in MODELS,
+        f"model.name={cfg.model.name} is not a model kind; use {' or '.join(MODELS)} (model=hf "
+        "loads any checkpoint from model.path)",
+    )
     if cfg.model.name == "hf":
         _validate_hf_model(cfg)
     _validate_world(algo, env_world_size(), kind)
     _validate_engine(cfg, kind)
     _validate_strategy(cfg, kind)
     kind.validate(cfg)  # the kind's own combinations (rlexp.trainers.<kind>)
+
+
+def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of ``node`` that no schema declares: a ``+key=value`` override adds a key even
+    to a structured (closed) section, where Hydra lifts the struct flag for it. Sections typed as
+    a dict (``reward.components``, ``study.tiers``) or untyped (a saved config.yaml) are open."""
+    schema = OmegaConf.get_type(node)
+    declared = (
+        {f.name for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else None
+    )
+    found: list[str] = []
+    for key, child in node.items_ex(resolve=False):
+        dotted = f"{prefix}{key}"
+        if declared is not None and key not in declared and dotted != "hydra":
+            found.append(dotted)
+        elif isinstance(child, DictConfig) and not child._is_none():
+            found += unknown_keys(child, f"{dotted}.")
+    return found
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """An unknown key added with ``+`` (``+algorithm.foo=1``) is an error, not silently ignored."""
+    found = unknown_keys(cfg)
+    check(
+        not found,
+        f"unknown config key(s) {', '.join(found)}: no schema declares them (a typo, or a key "
+        "of another option; rlexp/config/schema.py lists the keys)",
+    )
 
 
 def _check_saved_model(key: str, path: str) -> None:
@@ -235,4 +273,23 @@ def _validate_run_values(cfg: DictConfig) -> None:
     critic = algo.get("critic")
     if critic is not None:
         check(critic.lr > 0, f"algorithm.critic.lr={critic.lr} must be > 0")
+        _validate_critic_warmup(critic, cfg.steps)
     check(cfg.sft.lr > 0, f"sft.lr={cfg.sft.lr} must be > 0")
+
+
+def _validate_critic_warmup(critic: DictConfig, steps: int) -> None:
+    """``algorithm.critic.warmup_steps``: critic-only steps, so a critic and room for policy steps."""
+    warmup = critic.warmup_steps
+    check(warmup >= 0, f"algorithm.critic.warmup_steps={warmup} must be >= 0 (0: no warm-up)")
+    if warmup == 0:
+        return
+    check(
+        critic.enabled,
+        f"algorithm.critic.warmup_steps={warmup} warms up a critic, but algorithm.critic.enabled="
+        "false (use algorithm=ppo, or algorithm.critic.warmup_steps=0)",
+    )
+    check(
+        warmup < steps or steps == 0,
+        f"algorithm.critic.warmup_steps={warmup} leaves no policy update in steps={steps} "
+        "(warm-up steps count towards steps; lower warmup_steps or raise steps)",
+    )

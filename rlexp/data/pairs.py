@@ -2,8 +2,8 @@
 token encoding.
 
 File format: one JSON object per line with string fields ``prompt``, ``chosen`` and ``rejected``
-(other fields are ignored; blank lines are skipped). Texts are plain: no BOS or EOS markup, which
-``encode_pair`` adds exactly once.
+(other fields are ignored; blank lines are skipped); ``chosen`` and ``rejected`` must differ.
+Texts are plain: no BOS or EOS markup, which ``encode_pair`` adds exactly once.
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def load_pairs(path: str | Path) -> list[Pair]:
             wrong = [k for k in FIELDS if not isinstance(row[k], str)]
             if wrong:
                 raise PairsFileError(f"{where}: field(s) {', '.join(wrong)} must be strings")
+            if row["chosen"] == row["rejected"]:  # no preference: a zero-gradient, useless pair
+                raise PairsFileError(f"{where}: chosen and rejected are the same text")
             pairs.append(Pair(row["prompt"], row["chosen"], row["rejected"]))
     if not pairs:
         raise PairsFileError(f"pairs file {path} holds no pairs")

@@ -3,13 +3,18 @@ Parquet row per sample (``problem_id, sample_idx, completion, answer, gold, corr
 and a summary (``rlexp-eval``, the study's evaluations).
 
 Problems are processed in chunks, each written as its own Parquet part and seeded by its index,
-so an interrupted evaluation resumes where it stopped and gives the same rows it would have.
+so an interrupted evaluation resumes where it stopped and gives the same rows it would have. The
+parts are kept with a fingerprint of what made them (``parts/fingerprint.json``: the checkpoint,
+its weight files' sizes and modification times, the sampling settings and the task): a restart
+whose fingerprint differs is refused, never mixed with the old parts.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import torch
@@ -18,9 +23,15 @@ from omegaconf import DictConfig, OmegaConf
 from rlexp.data.tasks import Task, build_task
 from rlexp.evaluation.heldout import generate_scored
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
-from rlexp.runtime.errors import ConfigError
+from rlexp.runtime.errors import ConfigError, check
 from rlexp.runtime.io import atomic_write_json
 
+# The job's keys that decide what a part holds (device and batch_size only decide how fast).
+FINGERPRINT_KEYS = (
+    "split", "n_problems", "n_samples", "temperature", "top_p", "greedy", "seed",
+    "max_new_tokens", "chunk_problems", "dtype",
+)  # fmt: skip
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.pt", "*.pth")
 COLUMNS = ["problem_id", "sample_idx", "completion", "answer", "gold", "correct", "length"]
 LOGP = "logp"  # summed log-probs of the sampled tokens (sharpening: the token entropy)
 
@@ -49,6 +60,69 @@ def score_chunk(
         )
     df = pd.DataFrame(rows, columns=COLUMNS)
     return df if logps is None else df.assign(**{LOGP: logps})
+
+
+def _file_stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{stat.st_size} bytes, mtime {stat.st_mtime_ns}"
+
+
+def fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """What the parts of this job depend on, as flat JSON values: the checkpoint (resolved path
+    and each weight file's size and modification time), the sampling settings and the task
+    (with the size and time of its data files)."""
+    ckpt = Path(cfg.checkpoint).expanduser().resolve()
+    out: dict[str, Any] = {"checkpoint": str(ckpt)}
+    files = sorted({p for pattern in WEIGHT_FILES for p in ckpt.glob(pattern)})
+    for path in files or [ckpt / "config.json"]:
+        out[f"checkpoint:{path.name}"] = _file_stamp(path)
+    out |= {key: cfg.get(key) for key in FINGERPRINT_KEYS}
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    for key, value in task.items():
+        out[f"task.{key}"] = value
+        if key.endswith("_file") and value and Path(value).is_file():
+            out[f"task.{key}:contents"] = _file_stamp(Path(value))
+    return json.loads(json.dumps(out))  # as it reads back (tuples as lists, ...)
+
+
+def check_job(cfg: DictConfig) -> None:
+    """Values that would crash after the model loads, or silently mean something else
+    (``n_problems=0`` took the whole split)."""
+    check(
+        cfg.n_problems is None or cfg.n_problems >= 1,
+        f"n_problems={cfg.n_problems} must be >= 1 (null: the whole split)",
+    )
+    for key in ("n_samples", "batch_size", "chunk_problems", "max_new_tokens"):
+        check(cfg[key] >= 1, f"{key}={cfg[key]} must be >= 1")
+    check(cfg.temperature > 0, f"temperature={cfg.temperature} must be > 0")
+    check(0 < cfg.top_p <= 1, f"top_p={cfg.top_p} must lie in (0, 1]")
+    check(cfg.split in ("test", "train"), f"split={cfg.split}: use test or train")
+
+
+def check_fingerprint(cfg: DictConfig, out_dir: Path) -> None:
+    """Before any model is loaded: parts already in ``out_dir`` must come from this same job
+    (else ConfigError naming the directory and the fields that differ); a directory without
+    parts gets this job's fingerprint."""
+    parts = out_dir / "parts"
+    path = parts / "fingerprint.json"
+    now = fingerprint(cfg)
+    if any(parts.glob("part_*.parquet")):
+        if not path.is_file():
+            raise ConfigError(
+                f"output_dir={out_dir} holds evaluation parts without a fingerprint (an older "
+                "rlexp-eval): delete the directory or choose another output_dir"
+            )
+        saved = json.loads(path.read_text())
+        differ = [k for k in dict.fromkeys([*saved, *now]) if saved.get(k) != now.get(k)]
+        if differ:
+            listed = ", ".join(f"{k} ({saved.get(k)} -> {now.get(k)})" for k in differ)
+            raise ConfigError(
+                f"output_dir={out_dir} holds parts of another evaluation: {listed}; delete the "
+                "directory or choose another output_dir"
+            )
+        return
+    parts.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, now)
 
 
 def evaluate_checkpoint(cfg: DictConfig, task: Task, out_dir: Path) -> pd.DataFrame:
@@ -116,12 +190,14 @@ def job_from_run(cfg: DictConfig, default_max_new_tokens: int) -> DictConfig:
 
 
 def run_eval(cfg: DictConfig) -> dict:
+    check_job(cfg)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if not (Path(cfg.checkpoint) / "config.json").exists():
         raise FileNotFoundError(
             f"checkpoint={cfg.checkpoint} holds no config.json (not a saved model)"
         )
+    check_fingerprint(cfg, out_dir)  # a restart reuses parts of this same job only
     t0 = time.perf_counter()
     task = build_task(cfg.task.name, **{k: v for k, v in cfg.task.items() if k != "name"})
     df = evaluate_checkpoint(cfg, task, out_dir)

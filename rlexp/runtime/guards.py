@@ -30,3 +30,22 @@ def check_finite_metrics(row: Mapping[str, float], keys: Iterable[str], context:
         value = row.get(key)
         if value is not None and not math.isfinite(value):
             raise FloatingPointError(f"non-finite {key} = {value}{context}")
+
+
+PARAM_NORM_GROWTH = (
+    10.0  # the parameter norm may grow this much over a run before it counts as diverged
+)
+
+
+def check_parameter_norm(
+    norm: float, start: float, name: str, max_growth: float = PARAM_NORM_GROWTH
+) -> None:
+    """After an update: ``FloatingPointError`` when the parameter norm is NaN/inf or more than
+    ``max_growth`` × its value at the start of the run. Exploded but finite weights (±1e9) are
+    caught at the step that made them, before they are saved as a checkpoint."""
+    if math.isfinite(norm) and norm <= max_growth * start:
+        return
+    raise FloatingPointError(
+        f"{name} parameter norm {norm:.4g} after the update, {norm / start:.3g}× its {start:.4g} "
+        f"at the start of the run (the limit is {max_growth:g}×): the update diverged"
+    )

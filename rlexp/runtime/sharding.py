@@ -74,6 +74,16 @@ def is_sharded(model: nn.Module | None) -> bool:
     return isinstance(model, FSDPModule)
 
 
+def parameter_norm(model: nn.Module) -> float:
+    """‖θ‖₂ over all of ``model``'s parameters; sharded, over every rank's shards (one
+    all-reduce of the local sums of squares: FSDP2 shards each parameter along dim 0)."""
+    local = [p.to_local() if isinstance(p, DTensor) else p for p in model.parameters()]
+    squares = torch.stack([p.detach().double().square().sum() for p in local]).sum()
+    if is_sharded(model):
+        torch.distributed.all_reduce(squares)
+    return float(squares.sqrt())
+
+
 def model_class(model: nn.Module) -> type:
     """The model's own class (FSDP2 swaps in a subclass ``FSDP<Name>``)."""
     return next(c for c in type(model).__mro__ if not issubclass(c, FSDPModule))

@@ -51,11 +51,12 @@ from rlexp.runtime.distributed import (
     reduce_dict,
     world_size,
 )
-from rlexp.runtime.guards import check_finite, check_finite_metrics
+from rlexp.runtime.guards import check_finite, check_finite_metrics, check_parameter_norm
 from rlexp.runtime.sharding import (
     FullWeights,
     is_sharded,
     load_sharded_optimizer,
+    parameter_norm,
     save_sharded_optimizer,
 )
 from rlexp.runtime.tracking import RunLogger, truncate_jsonl
@@ -97,6 +98,7 @@ class RLTrainer:
         self.rollout_gen = torch.Generator(device=self.device).manual_seed(rank_seed(cfg.seed))
         self.update_gen = torch.Generator().manual_seed(cfg.seed + 1)
         self.step = 0
+        self.start_norms: dict[str, float] = {}  # the parameter norms before the first update
         self.next_group_id = 0
         self.samples_seen = 0
         self.tokens_seen = 0.0
@@ -290,17 +292,43 @@ class RLTrainer:
         if algo.rollout_is != "none":  # the sampler/trainer mismatch, truncated IS
             stats |= apply_rollout_is(batch, algo.rollout_is, algo.rollout_is_cap)
         t1 = time.perf_counter()
-        stats |= policy_update(
-            self.policy, self.optimizer, batch, algo, self.cfg.rollout.temperature, self.update_gen
-        )
+        if not self.start_norms:
+            self.start_norms = self._parameter_norms()
+        # critic warm-up (verl's critic_warmup): the first steps fit only the critic, on rollouts
+        # of the unchanged start policy, so the policy's first update meets a fitted V
+        if self.step >= algo.critic.warmup_steps:
+            stats |= policy_update(
+                self.policy,
+                self.optimizer,
+                batch,
+                algo,
+                self.cfg.rollout.temperature,
+                self.update_gen,
+            )
         if self.critic is not None:
             stats |= critic_update(self.critic, self.critic_optimizer, batch, algo, self.update_gen)
+        stats |= self._check_parameter_norms()
         stats["time/update"] = time.perf_counter() - t1
         t2 = time.perf_counter()
         self.engine.load_weights(self.policy)  # vLLM: the new weights, in memory
         stats["time/weight_sync"] = time.perf_counter() - t2
         stats["time/step"] = time.perf_counter() - t0
         return stats
+
+    def _parameter_norms(self) -> dict[str, float]:
+        """``train/param_norm`` of the policy (and ``critic/param_norm``): ‖θ‖₂ of all weights."""
+        models = {"train/param_norm": self.policy, "critic/param_norm": self.critic}
+        return {key: parameter_norm(m) for key, m in models.items() if m is not None}
+
+    def _check_parameter_norms(self) -> dict[str, float]:
+        """The norms after the update, each checked against its value before this process's
+        first update (``check_parameter_norm``): weights that exploded but are finite stop the
+        run here, before a checkpoint saves them."""
+        norms = self._parameter_norms()
+        for key, norm in norms.items():
+            name = "policy" if key.startswith("train/") else "critic"
+            check_parameter_norm(norm, self.start_norms[key], name)
+        return norms
 
     def _diverged(self, err: FloatingPointError) -> FloatingPointError:
         """The error that stops a run at a NaN/inf: the tensor, the step, the checkpoint to go

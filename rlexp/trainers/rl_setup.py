@@ -15,6 +15,7 @@ from rlexp.algos.advantages import ADVANTAGES, estimator_requirements
 from rlexp.algos.importance import ROLLOUT_IS_LEVELS
 from rlexp.algos.kl import KL_ESTIMATORS
 from rlexp.algos.losses import AGG_MODES, POLICY_LOSSES
+from rlexp.data.lengths import check_task_fits, context_length
 from rlexp.models.build import enable_gradient_checkpointing, init_model
 from rlexp.models.load import load_policy
 from rlexp.models.lora import apply_lora
@@ -59,6 +60,9 @@ class CriticConfig:
     lr: float = 1e-4
     value_clip: float | None = 0.2  # cliprange_value; null disables value clipping
     lam: float | None = None  # λ of the value targets; null = the advantage's λ
+    # critic-only steps before the policy's first update (verl's critic_warmup): they count
+    # towards ``steps`` and sample from the unchanged start policy
+    warmup_steps: int = 0
 
 
 @dataclass
@@ -300,6 +304,7 @@ def run_rl(ctx: RunContext) -> dict[str, float]:
         policy, tokenizer = load_policy(base, device, dtype, chat)
     else:
         policy, tokenizer = init_model(cfg, device, dtype)
+    check_task_fits(cfg, task, tokenizer, context_length(policy), sft=False)
     critic = None
     if cfg.algorithm.critic.enabled:  # a full critic from the start model, also with LoRA
         critic = (

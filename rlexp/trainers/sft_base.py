@@ -19,6 +19,7 @@ import torch
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
+from rlexp.data.lengths import check_task_fits, context_length
 from rlexp.data.tasks.base import Task
 from rlexp.evaluation.heldout import heldout_eval
 from rlexp.models.build import init_model
@@ -68,6 +69,7 @@ def sft_stage(
 ) -> tuple[Any, Any, dict]:
     """Train the base model by SFT from scratch (``model=tiny``) or from ``model.path``."""
     model, tokenizer = init_model(cfg, device, dtype)
+    check_task_fits(cfg, task, tokenizer, context_length(model), sft=True)  # before any compute
     torch.manual_seed(cfg.sft.seed)
 
     def sft_eval() -> dict[str, float]:

@@ -287,6 +287,7 @@ def test_grpo_end_to_end_on_jsonl_data(tmp_path: Path, name: str, files: dict) -
             "algorithm.prompts_per_step=4",
             "algorithm.group_size=2",
             "algorithm.minibatch_size=8",
+            "model.max_position_embeddings=512",  # a character per token: 256 are too few
             f"output_dir={out}",
             f"cache_dir={tmp_path / 'cache'}",
         ]

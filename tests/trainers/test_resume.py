@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 import rlexp.trainers.rl
 from benchmarks.resume_demo import (
@@ -258,6 +259,39 @@ def _last_wandb_run(run_dir: Path, wait_s: float = 20.0) -> dict:
             break
         time.sleep(0.2)
     return last
+
+
+def test_exploded_but_finite_weights_stop_the_run_before_they_are_saved(
+    tmp_path: Path, shared_cache: Path, monkeypatch
+) -> None:
+    """Weights scaled to ~1e6 by the update of train/step 2 are finite, so no NaN guard sees
+    them before the next step: the parameter-norm guard stops the run at step 2, before that
+    step's checkpoint, and the checkpoint it names holds the good weights (issue 15, item 6)."""
+    real_update = rlexp.trainers.rl.policy_update
+    calls = []
+
+    def update(policy, *args, **kw):
+        stats = real_update(policy, *args, **kw)
+        calls.append(1)
+        if len(calls) == 3:  # one update per step: train/step 2's
+            with torch.no_grad():
+                for p in policy.parameters():
+                    p.mul_(1e6)
+        return stats
+
+    monkeypatch.setattr(rlexp.trainers.rl, "policy_update", update)
+    out = tmp_path / "run"
+    with pytest.raises(FloatingPointError) as err:
+        _run(out, shared_cache, *GRPO, "steps=4", "save_every=1", "eval_every=5")
+    msg = str(err.value)
+    assert msg.startswith("policy parameter norm ") and "the update diverged" in msg
+    assert "at train/step 2;" in msg and msg.endswith(str(out / "checkpoints" / "step_000002"))
+    assert latest_checkpoint(out).name == "step_000002"  # the state after step 1's update
+    weights = load_file(str(out / "checkpoints" / "step_000002" / "policy" / "model.safetensors"))
+    norm = float(torch.stack([w.double().square().sum() for w in weights.values()]).sum().sqrt())
+    logged = read_jsonl(out / "metrics.jsonl")
+    assert [r["train/step"] for r in logged] == [0, 1]
+    assert norm == pytest.approx(logged[-1]["train/param_norm"], rel=1e-6)  # the good weights
 
 
 @pytest.mark.parametrize("what", ["advantages", "reward"])

@@ -24,6 +24,7 @@ class Problem:
     prompt: str
     solution: str
     answer: str
+    source: str = ""  # where it was read, e.g. "data/train.jsonl line 12" (errors name it)
 
 
 @dataclass

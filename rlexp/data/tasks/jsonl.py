@@ -92,7 +92,9 @@ def load_split(
             if not line.strip():
                 continue
             prompt, solution, answer = parse_line(line, fields, where)
-            problems.append(Problem(f"{id_prefix}/{len(problems)}", prompt, solution, answer))
+            problems.append(
+                Problem(f"{id_prefix}/{len(problems)}", prompt, solution, answer, source=where)
+            )
     if not problems:
         raise DataError(f"{config_key}={path}: the file holds no problems (empty)")
     return problems
