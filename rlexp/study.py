@@ -9,7 +9,6 @@ directory is reused, so a rerun resumes; a rerun with different settings is refu
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from rlexp.config.validate import validate
 from rlexp.evaluation.samples import run_eval
 from rlexp.runtime.checkpoint import latest_checkpoint
 from rlexp.runtime.errors import ConfigError
-from rlexp.runtime.io import atomic_write_json
+from rlexp.runtime.io import atomic_write_json, read_run_record
 from rlexp.runtime.paths import CONF_DIR
 from rlexp.train import main_guard, run
 
@@ -115,13 +114,13 @@ def run_tier(cfg: DictConfig) -> dict:
     for seed in cfg.study.seeds:
         run_dir = study_dir / "runs" / f"seed_{seed}"
         info_path = run_dir / "run_info.json"
-        if not (info_path.exists() and json.loads(info_path.read_text())["status"] == "finished"):
+        if read_run_record(info_path).get("status") != "finished":
             run_cfg = cfg.copy()
             OmegaConf.update(run_cfg, "seed", seed)
             OmegaConf.update(run_cfg, "output_dir", str(run_dir))
             OmegaConf.update(run_cfg, "resume", True)
             run(run_cfg)
-        info = json.loads(info_path.read_text())
+        info = read_run_record(info_path)
         base = info["base_checkpoint"]
         rl_eval = study_dir / "eval" / f"rl_seed_{seed}"
         if not (rl_eval / "summary.json").exists():

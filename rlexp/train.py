@@ -4,7 +4,6 @@ accuracy, the number a sweeper would optimise."""
 
 from __future__ import annotations
 
-import json
 import random
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from rlexp.runtime.checkpoint import (
 )
 from rlexp.runtime.distributed import broadcast_object, init_distributed, is_main
 from rlexp.runtime.errors import ConfigError, check
-from rlexp.runtime.io import atomic_write_json
+from rlexp.runtime.io import atomic_write_json, read_run_record
 from rlexp.runtime.lock import RunDirInUse, run_dir_lock
 from rlexp.runtime.multirun import apply_threads, is_multirun, record_failure
 from rlexp.runtime.paths import CONF_DIR
@@ -106,7 +105,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
             f"steps={cfg.steps}; raise steps to continue it, or start a new run",
         )
     info_path = run_dir / "run_info.json"
-    previous = json.loads(info_path.read_text()) if resume_from and info_path.exists() else {}
+    # the record is rewritten below; a corrupt one is replaced (the checkpoint keeps the W&B id)
+    previous = read_run_record(info_path, on_corrupt="replace") if resume_from else {}
     if resume_from and not previous.get("wandb_id"):  # the checkpoint keeps it too
         previous["wandb_id"] = load_trainer_state(resume_from).get("wandb_id")
     if is_main():

@@ -5,8 +5,13 @@ never a half-written one. The text goes to ``<name>.tmp`` beside the target, the
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
+
+from rlexp.runtime.errors import DataError, json_object
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -20,3 +25,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, data: Any, indent: int | None = 2) -> None:
     """``json.dumps(data, indent=indent)`` written to ``path`` atomically (``atomic_write_text``)."""
     atomic_write_text(path, json.dumps(data, indent=indent))
+
+
+def read_run_record(path: str | Path, on_corrupt: str = "raise") -> dict[str, Any]:
+    """A run's JSON record (``run_info.json``) as a dict; ``{}`` when the file does not exist.
+
+    An unreadable one (truncated, not JSON, not an object) is a ``DataError`` naming the file, or,
+    with ``on_corrupt="replace"`` (a writer that rewrites the record anyway), a warning naming it
+    and ``{}``: a new record replaces it, nothing else of the run is touched."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        return json_object(path.read_text(), f"{path}: unreadable run record")
+    except (DataError, UnicodeDecodeError, OSError) as err:
+        if on_corrupt != "replace":
+            raise DataError(str(err) if isinstance(err, DataError) else f"{path}: {err}") from None
+        log.warning("%s; it is replaced by a new record", err)
+        return {}

@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 import traceback
@@ -23,7 +22,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from rlexp.runtime.io import atomic_write_json
+from rlexp.runtime.errors import DataError
+from rlexp.runtime.io import atomic_write_json, read_run_record
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 ACCURACY = "eval/sampled_accuracy"
@@ -102,7 +102,7 @@ def record_failure(run_dir: Path, err: BaseException, cfg: DictConfig | None = N
         except Exception:  # an interpolation that cannot resolve may be the error itself
             OmegaConf.save(cfg, run_dir / "config.yaml")
     path = run_dir / "run_info.json"
-    info = json.loads(path.read_text()) if path.exists() else {}
+    info = read_run_record(path, on_corrupt="replace")
     if info.get("status") == "failed":
         return
     info |= {
@@ -126,8 +126,10 @@ def summarize_sweep(sweep_dir: Path) -> list[dict[str, Any]]:
     rows = []
     for member in members:
         overrides = OmegaConf.to_container(OmegaConf.load(member / ".hydra/overrides.yaml"))
-        info_path = member / "run_info.json"
-        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        try:
+            info = read_run_record(member / "run_info.json")
+        except DataError as err:  # listed as such; the other members are still summarised
+            info = {"status": "unreadable", "error": str(err)}
         final = info.get("final") or {}
         rows.append(
             {
