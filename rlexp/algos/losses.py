@@ -225,10 +225,100 @@ gspo_policy_loss.sequence_stats = frozenset(  # type: ignore[attr-defined]
     {"clip_frac", "clip_frac_low", "clip_frac_high", "dual_clip_frac"}
 )
 
+
+def cispo_policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    clip_low: float = 1.0,
+    clip_high: float = 0.28,
+    agg: str = "token-mean",
+    norm_len: float | None = None,
+    global_denominator: float | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """CISPO (MiniMax-M1, Chen et al. 2025; theory.md §3), to minimise. Inputs ``[B, T]``.
+
+    ℓ = −sg[clip(ρ, 1−clip_low, 1+clip_high)]·A·log π_θ: a REINFORCE token loss weighted by the
+    clipped, stop-gradient importance weight, so no token's gradient is dropped (PPO's min() zeroes
+    the gradient of clipped tokens; here they keep the capped weight). ``clip_low ≥ 1`` leaves no
+    lower bound (the paper's choice; the default). ρ = exp(logp − old_logp), log ρ clamped to ±20.
+    Stats: clip_frac (weight capped either way), clip_frac_low (ρ < 1−clip_low), clip_frac_high
+    (ρ > 1+clip_high), approx_kl, ratio_mean, ratio_max as in ``ppo_policy_loss``.
+    """
+    real = real_mask(mask)
+    log_ratio = torch.where(real, logp - old_logp.detach(), 0).clamp(
+        -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP
+    )
+    ratio = torch.exp(log_ratio.detach())
+    weight = ratio.clamp(max(0.0, 1 - clip_low), 1 + clip_high)
+    adv = torch.where(real, advantages.detach(), 0)
+    loss_mat = -weight * adv * torch.where(real, logp, 0)
+    loss = aggregate(loss_mat, real, agg, norm_len, global_denominator)
+    low = real & (ratio < 1 - clip_low)
+    high = real & (ratio > 1 + clip_high)
+    flags = {"clip_frac": low | high, "clip_frac_low": low, "clip_frac_high": high}
+    stats = {k: _token_mean(flag.to(ratio.dtype), real) for k, flag in flags.items()}
+    stats |= _ratio_stats(ratio, log_ratio.detach(), real)
+    return loss, stats
+
+
+def gmpo_policy_loss(
+    logp: Tensor,
+    old_logp: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    clip_low: float = 0.4,
+    clip_high: float = 0.4,
+    agg: str = "seq-mean-token-mean",
+    norm_len: float | None = None,
+    global_denominator: float | None = None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """GMPO (Zhao et al. 2025, Geometric-Mean Policy Optimization; theory.md §3). Inputs ``[B, T]``.
+
+    The sequence objective is the geometric mean of the token terms, clipped per token in log
+    space: with s = sign(A_i), c_t = clip(log ρ_t, −clip_low, clip_high) and
+    l_t = s·min(s·log ρ_t, s·c_t) (the pessimistic side, as PPO's min), r_i = exp(mean_t l_t) and
+    ℓ_i = −A_i·r_i. A clipped token has no gradient; the others get −A_i r_i ∇log π_θ(o_t)/|o_i|.
+    ``advantages`` is ``[B, T]`` (A_i = its mean over real tokens, constant in outcome RL) or
+    ``[B]``. Every token carries its sequence's loss, so ``agg="seq-mean-token-mean"`` (default)
+    gives the mean over sequences; other modes reweight sequences by length. Clip fractions count
+    tokens (clip_frac_high: A > 0 and log ρ > clip_high; clip_frac_low: A < 0 and log ρ <
+    −clip_low); approx_kl, ratio_mean, ratio_max as in ``ppo_policy_loss``.
+    """
+    real = real_mask(mask)
+    n_tok = real.sum(dim=1)
+    if advantages.dim() == 1:
+        seq_adv = advantages.detach()
+    else:
+        seq_adv = torch.where(real, advantages.detach(), 0).sum(dim=1) / n_tok.clamp(min=1)
+    log_ratio = torch.where(real, logp - old_logp.detach(), 0).clamp(
+        -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP
+    )
+    sign = torch.sign(seq_adv)[:, None]
+    clamped = log_ratio.clamp(-clip_low, clip_high)
+    pessimistic = sign * torch.minimum(sign * log_ratio, sign * clamped)
+    seq_ratio = torch.exp(torch.where(real, pessimistic, 0).sum(dim=1) / n_tok.clamp(min=1))
+    loss_mat = (-seq_adv * seq_ratio)[:, None].expand_as(logp)
+    loss = aggregate(loss_mat, real, agg, norm_len, global_denominator)
+    high = real & (sign > 0) & (log_ratio > clip_high)
+    low = real & (sign < 0) & (log_ratio < -clip_low)
+    flags = {"clip_frac": low | high, "clip_frac_low": low, "clip_frac_high": high}
+    tok_log_ratio = log_ratio.detach()
+    stats = {k: _token_mean(flag.to(logp.dtype), real) for k, flag in flags.items()}
+    stats |= _ratio_stats(tok_log_ratio.exp(), tok_log_ratio, real)
+    return loss, stats
+
+
 PolicyLoss = Callable[..., tuple[Tensor, dict[str, Tensor]]]
 POLICY_LOSSES: Registry[PolicyLoss] = Registry("policy loss")
 POLICY_LOSSES.register("ppo_clip")(ppo_policy_loss)
 POLICY_LOSSES.register("gspo")(gspo_policy_loss)
+POLICY_LOSSES.register("cispo")(cispo_policy_loss)
+POLICY_LOSSES.register("gmpo")(gmpo_policy_loss)
+# the losses that clip ρ inside PPO's min(): they take ``dual_clip`` and need clip_low < 1
+# (CISPO caps a weight, where clip_low ≥ 1 means no floor; GMPO clips log ρ)
+RATIO_CLIP_LOSSES = frozenset({"ppo_clip", "gspo"})
 
 
 def value_loss(

@@ -3,6 +3,7 @@ and the sweep files (``sweeps``)."""
 
 from __future__ import annotations
 
+from rlexp.config.help import register_help_resolver
 from rlexp.config.schema import register_schemas
 from rlexp.config.sweeps import register_sweeps
 
@@ -12,3 +13,4 @@ def register_configs() -> None:
     as the group ``sweep`` (``+sweep=<name>``). Entry points call it before ``hydra.main``."""
     register_schemas()
     register_sweeps()
+    register_help_resolver()

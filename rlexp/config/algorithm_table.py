@@ -46,13 +46,20 @@ def _compose(name: str):
         return compose(config_name="config", overrides=[f"algorithm={name}", "output_dir=."])
 
 
+def _clip_range(a) -> str:
+    """Where each loss applies ε_low / ε_high: ρ's range, CISPO's weight cap, GMPO's log ρ."""
+    if a.policy_loss == "cispo":
+        return f"weight sg[clip(ρ, {max(0.0, 1 - a.clip_low):g}, 1+{a.clip_high})]"
+    if a.policy_loss == "gmpo":
+        return f"log ρ in [-{a.clip_low}, {a.clip_high}]"
+    return f"[1-{a.clip_low}, 1+{a.clip_high}]"
+
+
 def row(name: str, cfg=None) -> str:
     """One online algorithm: the pieces of the RL loop it sets."""
     cfg = cfg if cfg is not None else _compose(name)
     a = cfg.algorithm
-    clip = f"`{a.policy_loss}` [1-{a.clip_low}, 1+{a.clip_high}]" + (
-        f", dual {a.dual_clip}" if a.dual_clip else ""
-    )
+    clip = f"`{a.policy_loss}` {_clip_range(a)}" + (f", dual {a.dual_clip}" if a.dual_clip else "")
     agg = f"`{a.loss_agg}`" + (f" / {a.norm_len}" if a.norm_len else "")
     kl = f"{a.kl.estimator} in {a.kl.placement}, β={a.kl.coef}" if a.kl.coef > 0 else "none"
     extras = [f"G={a.group_size}", f"μ={a.epochs}"]

@@ -14,6 +14,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from rlexp.data.tasks.jsonl import DATASET_DEFAULTS
+from rlexp.runtime.paths import DEFAULT_CACHE_DIR
 from rlexp.trainers import TRAINERS
 
 
@@ -94,10 +95,14 @@ class HFModelConfig:
 
 @dataclass
 class RewardConfig:
-    """A weighted sum of registered rewards (rlexp.rollout.rewards.REWARDS)."""
+    """A weighted sum of rewards: registered ones (rlexp.rollout.rewards.REWARDS) or the user's own,
+    by import path."""
 
     name: str = MISSING
+    # {registered name or package.module:function: weight}
     components: dict[str, float] = field(default_factory=dict)
+    # {component: {keyword: value}}: passed to that reward function as keyword arguments
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -191,6 +196,7 @@ class SFTConfig:
     warmup_steps: int = 50
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW (β1, β2)
     eval_every: int = 100
     seed: int = 0  # the base model's own seed: RL seeds share one base
 
@@ -241,8 +247,10 @@ class RootConfig:
     steps: int = 100  # RL updates (one rollout batch each); offline methods: optimizer steps
     eval_every: int = 25  # held-out evaluation period, in steps (also at step 0 and at the end)
     save_every: int = 50  # checkpoint period, in steps (also at the end)
-    output_dir: str = "${hydra:runtime.output_dir}"
-    cache_dir: str = "${oc.env:RLEXP_CACHE_DIR,.cache/rlexp}"  # SFT bases, keyed by config hash
+    # the run directory; null only where Hydra makes none (--cfg job --resolve)
+    output_dir: str | None = "${hydra:runtime.output_dir}"
+    # SFT bases, keyed by config hash: $RLEXP_CACHE_DIR, else the user cache (~/.cache/rlexp)
+    cache_dir: str = "${oc.env:RLEXP_CACHE_DIR,'" + DEFAULT_CACHE_DIR + "'}"
     resume: bool = False  # continue the newest checkpoint in output_dir
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch threads; 0 = auto: cores // n_jobs under joblib, else torch's
@@ -270,7 +278,8 @@ class EvalJobConfig:
     )
     batch_size: int = 1024  # completions per sampling call
     chunk_problems: int = 50  # problems per written part; a restart resumes at the next part
-    output_dir: str = "${hydra:runtime.output_dir}"
+    # the run directory; null only where Hydra makes none (--cfg job --resolve)
+    output_dir: str | None = "${hydra:runtime.output_dir}"
     device: str = "auto"
     dtype: str = "auto"
 

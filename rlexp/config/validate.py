@@ -34,9 +34,15 @@ def validate(cfg: DictConfig) -> None:
         cfg.task.name in TASKS, f"task={cfg.task.name} is unknown; choose one of: {TASKS.names()}"
     )
     for component in cfg.reward.components:
+        try:
+            REWARDS.get(component)
+        except KeyError as err:
+            check(False, f"reward.components: {err.args[0]}")
+    for component in cfg.reward.get("params") or {}:
         check(
-            component in REWARDS,
-            f"reward component {component!r} is unknown; choose from: {REWARDS.names()}",
+            component in cfg.reward.components,
+            f"reward.params.{component} gives parameters to a reward that is not in "
+            f"reward.components ({', '.join(cfg.reward.components) or 'none'})",
         )
     if "carry_slip" in cfg.task:
         check_unit_interval("task.carry_slip", cfg.task.carry_slip)
@@ -273,6 +279,10 @@ def _validate_run_values(cfg: DictConfig) -> None:
     critic = algo.get("critic")
     if critic is not None:
         check(critic.lr > 0, f"algorithm.critic.lr={critic.lr} must be > 0")
+        check(
+            critic.epochs is None or critic.epochs >= 1,
+            f"algorithm.critic.epochs={critic.epochs} must be >= 1 (null: algorithm.epochs)",
+        )
         _validate_critic_warmup(critic, cfg.steps)
     check(cfg.sft.lr > 0, f"sft.lr={cfg.sft.lr} must be > 0")
 

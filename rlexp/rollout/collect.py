@@ -7,7 +7,8 @@ completion. Samples of one prompt share a ``group_ids`` entry; groups are always
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -49,13 +50,14 @@ def score_samples(
     prompt_mask: Tensor,
     group_ids: Tensor,
     reward_weights: dict[str, float],
+    reward_params: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> tuple[RolloutBatch, dict[str, list[float]]]:
     """Decode sampled completions (``rollout.Samples``), score them with the weighted reward and
     the verifier, and pack a RolloutBatch; also returns each reward component's scores."""
     device = prompt_ids.device
     mask = out.completion_mask.float()
     texts = decode_completions(tokenizer, out.completion_ids, out.completion_mask)
-    components = score_components(texts, problems, task, reward_weights)
+    components = score_components(texts, problems, task, reward_weights, reward_params)
     scores = torch.tensor(
         weighted_sum(components, reward_weights), dtype=torch.float32, device=device
     )
@@ -82,6 +84,7 @@ def collect(
     group_ids: Tensor,
     *,
     reward_weights: dict[str, float],
+    reward_params: Mapping[str, Mapping[str, Any]] | None = None,
     rollout_cfg,
     generator: torch.Generator,
     ref_model=None,
@@ -116,7 +119,15 @@ def collect(
     )
     t_gen = time.perf_counter() - t0
     batch, components = score_samples(
-        tokenizer, task, problems, out, prompt_ids, prompt_mask, group_ids, reward_weights
+        tokenizer,
+        task,
+        problems,
+        out,
+        prompt_ids,
+        prompt_mask,
+        group_ids,
+        reward_weights,
+        reward_params,
     )
     mask = batch.completion_mask
     t1 = time.perf_counter()

@@ -1,7 +1,10 @@
 """What a rollout batch keeps and how its scores are shaped before the advantage: DAPO's
-dynamic sampling (groups with both right and wrong answers) and overlong shaping."""
+dynamic sampling (groups with both right and wrong answers), ScaleRL's zero-variance filter of
+the loss, and overlong shaping."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import torch
 from torch import Tensor
@@ -15,6 +18,29 @@ def add_overlong_penalty(batch: RolloutBatch, max_len: int, cache_len: int) -> N
     lengths = batch.completion_mask.sum(1)
     batch.scores = batch.scores + overlong_penalty(lengths, max_len, cache_len)
     batch.token_rewards = last_token_rewards(batch.scores, batch.completion_mask)
+
+
+def varied_score_rows(group_ids: Tensor, scores: Tensor) -> Tensor:
+    """``[B]`` bool: the samples whose group's scores are not all equal (ScaleRL's zero-variance
+    filter keeps only these in the policy loss; a group of one never varies)."""
+    _, inverse = torch.unique(group_ids, return_inverse=True)
+    n = int(inverse.max()) + 1 if len(group_ids) else 0
+    lowest = torch.full((n,), float("inf"), device=scores.device).scatter_reduce(
+        0, inverse, scores.float(), "amin"
+    )
+    highest = torch.full((n,), float("-inf"), device=scores.device).scatter_reduce(
+        0, inverse, scores.float(), "amax"
+    )
+    return (highest > lowest)[inverse]
+
+
+def without_zero_variance_groups(batch: RolloutBatch) -> tuple[RolloutBatch, float]:
+    """The batch for the policy loss with the tokens of zero-variance groups masked out (they
+    leave the aggregation's denominators too), and the share of samples masked. The rows stay,
+    so minibatch sizes are unchanged; unlike dynamic sampling nothing is resampled."""
+    keep = varied_score_rows(batch.group_ids, batch.scores)
+    mask = batch.completion_mask * keep[:, None].to(batch.completion_mask.dtype)
+    return replace(batch, completion_mask=mask), 1.0 - float(keep.float().mean())
 
 
 def informative_groups(batch: RolloutBatch) -> Tensor:

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -180,3 +181,6 @@ class SweepSummary(Callback):
         rows = summarize_sweep(sweep_dir)
         atomic_write_json(sweep_dir / "sweep_summary.json", rows)
         print(f"sweep summary ({sweep_dir / 'sweep_summary.json'}):\n{format_summary(rows)}")
+        if rows and not any(r["status"] == "finished" for r in rows):
+            print(f"rlexp: every member of the sweep failed ({sweep_dir})", file=sys.stderr)
+            sys.exit(1)

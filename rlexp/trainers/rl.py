@@ -30,7 +30,11 @@ from rlexp.rollout.collect import (
     trainer_logp_needed,
 )
 from rlexp.rollout.engine import GenerationChunk, build_engine
-from rlexp.rollout.filters import add_overlong_penalty, informative_groups
+from rlexp.rollout.filters import (
+    add_overlong_penalty,
+    informative_groups,
+    without_zero_variance_groups,
+)
 from rlexp.runtime.checkpoint import (
     WithTokenizer,
     atomic_dir,
@@ -85,12 +89,14 @@ class RLTrainer:
         self.ref_model, self.critic = ref_model, critic
         self.device = next(policy.parameters()).device
         self.reward_weights = dict(cfg.reward.components)
+        params = cfg.reward.get("params")  # absent from configs saved before it existed
+        self.reward_params = OmegaConf.to_container(params, resolve=True) if params else {}
         self.adv_cfg = OmegaConf.to_container(cfg.advantage, resolve=True)
         self.optimizer = torch.optim.AdamW(
             trainable_parameters(policy), lr=self.algo.lr, weight_decay=self.algo.weight_decay
         )
         self.critic_optimizer = (
-            torch.optim.AdamW(critic.parameters(), lr=self.algo.critic.lr)
+            torch.optim.AdamW(trainable_parameters(critic), lr=self.algo.critic.lr)
             if critic is not None
             else None
         )
@@ -232,6 +238,7 @@ class RLTrainer:
                 problems,
                 group_ids,
                 reward_weights=self.reward_weights,
+                reward_params=self.reward_params,
                 rollout_cfg=self.cfg.rollout,
                 generator=self.rollout_gen,
                 ref_model=self.ref_model,
@@ -297,10 +304,14 @@ class RLTrainer:
         # critic warm-up (verl's critic_warmup): the first steps fit only the critic, on rollouts
         # of the unchanged start policy, so the policy's first update meets a fitted V
         if self.step >= algo.critic.warmup_steps:
+            policy_batch = batch
+            if algo.zero_variance_filter:
+                policy_batch, frac = without_zero_variance_groups(batch)
+                stats["train/zero_variance_frac"] = frac
             stats |= policy_update(
                 self.policy,
                 self.optimizer,
-                batch,
+                policy_batch,
                 algo,
                 self.cfg.rollout.temperature,
                 self.update_gen,

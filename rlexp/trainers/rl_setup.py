@@ -14,7 +14,7 @@ from torch import nn
 from rlexp.algos.advantages import ADVANTAGES, estimator_requirements
 from rlexp.algos.importance import ROLLOUT_IS_LEVELS
 from rlexp.algos.kl import KL_ESTIMATORS
-from rlexp.algos.losses import AGG_MODES, POLICY_LOSSES
+from rlexp.algos.losses import AGG_MODES, POLICY_LOSSES, RATIO_CLIP_LOSSES
 from rlexp.data.lengths import check_task_fits, context_length
 from rlexp.models.build import enable_gradient_checkpointing, init_model
 from rlexp.models.load import load_policy
@@ -63,6 +63,12 @@ class CriticConfig:
     # critic-only steps before the policy's first update (verl's critic_warmup): they count
     # towards ``steps`` and sample from the unchanged start policy
     warmup_steps: int = 0
+    epochs: int | None = (
+        None  # passes of the critic over each rollout batch; null = algorithm.epochs
+    )
+    # false: only the value head learns, a linear probe of the start model's features (fewer
+    # parameters to fit from one batch of returns)
+    train_backbone: bool = True
 
 
 @dataclass
@@ -99,6 +105,8 @@ class RLAlgorithmConfig(AlgorithmConfig):
     rollout_is: str = "none"
     rollout_is_cap: float = 2.0
     dynamic_sampling: bool = False  # drop groups whose samples are all right or all wrong
+    # leave groups whose scores all agree out of the policy loss (ScaleRL); no resampling
+    zero_variance_filter: bool = False
     max_sampling_rounds: int = 4  # cap on draws per step when dynamic sampling refills the batch
     overlong: OverlongConfig = field(default_factory=OverlongConfig)
     kl: KLConfig = field(default_factory=KLConfig)
@@ -192,7 +200,14 @@ def _validate_policy_update(algo: DictConfig) -> None:
     )
     check(algo.clip_low > 0, f"algorithm.clip_low={algo.clip_low} must be > 0 (ε > 0)")
     check(algo.clip_high > 0, f"algorithm.clip_high={algo.clip_high} must be > 0 (ε > 0)")
-    check(algo.clip_low < 1, f"algorithm.clip_low={algo.clip_low} must be < 1")
+    if algo.policy_loss in RATIO_CLIP_LOSSES:
+        check(algo.clip_low < 1, f"algorithm.clip_low={algo.clip_low} must be < 1")
+    check(
+        algo.dual_clip is None or algo.policy_loss in RATIO_CLIP_LOSSES,
+        f"algorithm.dual_clip={algo.dual_clip} bounds PPO's clipped surrogate; "
+        f"algorithm.policy_loss={algo.policy_loss} has none (dual_clip works with "
+        f"{', '.join(sorted(RATIO_CLIP_LOSSES))}): set algorithm.dual_clip=null",
+    )
     check(
         algo.dual_clip is None or algo.dual_clip > 1,
         f"algorithm.dual_clip={algo.dual_clip} must be > 1 (or null)",
@@ -256,6 +271,11 @@ def _validate_sampling(cfg: DictConfig) -> None:
         "and FSDP's collectives need every rank in every forward: use distributed.strategy=ddp",
     )
     check(
+        not algo.zero_variance_filter or algo.group_size >= 2,
+        "algorithm.zero_variance_filter=true drops groups whose scores all agree, so it needs "
+        f"algorithm.group_size >= 2 (got {algo.group_size}: every group of one would be dropped)",
+    )
+    check(
         not algo.dynamic_sampling or algo.group_size >= 2,
         "algorithm.dynamic_sampling=true drops groups whose samples all agree, so it needs "
         f"algorithm.group_size >= 2 (got {algo.group_size})",
@@ -312,6 +332,7 @@ def run_rl(ctx: RunContext) -> dict[str, float]:
             if resume_from
             else ValueModel.from_policy(policy)
         )
+        critic.backbone.requires_grad_(cfg.algorithm.critic.train_backbone)
         broadcast_module(critic)  # data parallel: every rank starts from rank 0's weights
     policy = apply_lora(policy, cfg.model.get("lora"))  # a resumed LoRA policy has its adapter
     broadcast_module(policy)

@@ -124,7 +124,9 @@ def train_sft(
     held-out loss, when known); return the final metrics."""
     examples = encode_examples(tokenizer, train)
     heldout_examples = encode_examples(tokenizer, heldout[:HELDOUT_PROBLEMS])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas)
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_at(s, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
     )

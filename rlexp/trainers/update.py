@@ -215,7 +215,7 @@ def critic_update(
     size = _local_minibatch_size(batch, algo)
     means = _Mean()
     critic.train()
-    for _ in range(algo.epochs):
+    for _ in range(algo.critic.epochs or algo.epochs):
         for micro_idx in minibatches(len(batch), size, algo.micro_batch_size, generator):
             den = _minibatch_denominator(batch, micro_idx, "token-mean")
             optimizer.zero_grad(set_to_none=True)

@@ -11,8 +11,11 @@ from rlexp.algos.diagnostics import explained_variance
 from rlexp.algos.losses import (
     AGG_MODES,
     POLICY_LOSSES,
+    RATIO_CLIP_LOSSES,
     aggregate,
     aggregation_denominator,
+    cispo_policy_loss,
+    gmpo_policy_loss,
     gspo_policy_loss,
     ppo_policy_loss,
     value_loss,
@@ -175,15 +178,18 @@ def test_policy_loss_registry():
     assert POLICY_LOSSES.get("ppo_clip") is ppo_policy_loss
     assert POLICY_LOSSES.get("gspo") is gspo_policy_loss
     logp, old, adv, mask = policy_inputs([1.0, 1.0], [1.0, 3.0])
+    assert POLICY_LOSSES.get("cispo") is cispo_policy_loss
+    assert POLICY_LOSSES.get("gmpo") is gmpo_policy_loss
     for name in POLICY_LOSSES:
         loss, stats = POLICY_LOSSES.get(name)(
             logp=logp, old_logp=old, advantages=adv, mask=mask, clip_low=0.2, clip_high=0.2
         )
-        assert loss.item() == pytest.approx(-2.0)
+        if name in RATIO_CLIP_LOSSES:  # CISPO's value is −A·log π, GMPO's uses the mean A
+            assert loss.item() == pytest.approx(-2.0)
         assert {"clip_frac", "approx_kl", "ratio_mean", "ratio_max"} <= set(stats)
     # dual clip through the shared signature: ρ = 5, A = −1, c = 3 bounds the loss at 3
     logp, old, adv, mask = policy_inputs([5.0, 5.0], [-1.0, -1.0])
-    for name in POLICY_LOSSES:
+    for name in RATIO_CLIP_LOSSES:
         loss, stats = POLICY_LOSSES.get(name)(logp, old, adv, mask, clip_low=0.2, dual_clip=3.0)
         assert loss.item() == pytest.approx(3.0) and stats["dual_clip_frac"] == 1
 
@@ -200,21 +206,31 @@ def gspo_reference(logp, old, adv_seq, lengths, clip_low, clip_high):
     return torch.stack(losses).mean()
 
 
-@pytest.mark.parametrize("clip", [0.5, 0.02])  # nothing clipped / some sequences clipped
-def test_gspo_matches_sequence_level_reference(clip):
-    g = torch.Generator().manual_seed(3)
+def random_sequences(seed: int, adv_seq: list[float]):
+    """Five sequences of lengths 5, 1, 0, 3, 4: (lengths, mask, old, logp, adv [B], adv [B, T])."""
+    g = torch.Generator().manual_seed(seed)
     lengths = [5, 1, 0, 3, 4]
     mask = torch.arange(5)[None, :] < torch.tensor(lengths)[:, None]
     old = torch.randn(5, 5, generator=g, dtype=torch.float64)
     logp = (old + 0.1 * torch.randn(5, 5, generator=g, dtype=torch.float64)).requires_grad_()
-    adv_seq = torch.tensor([1.0, -0.5, 2.0, -1.5, 0.7], dtype=torch.float64)
-    adv = torch.where(mask, adv_seq[:, None], 0)
-    loss, stats = gspo_policy_loss(logp, old, adv, mask, clip_low=clip, clip_high=clip)
-    (grad,) = torch.autograd.grad(loss, logp)
-    ref = gspo_reference(logp, old, adv_seq, lengths, clip, clip)
+    adv = torch.tensor(adv_seq, dtype=torch.float64)
+    return lengths, mask, old, logp, adv, torch.where(mask, adv[:, None], 0)
+
+
+def assert_same_value_and_gradient(loss, ref, logp) -> None:
+    (grad,) = torch.autograd.grad(loss, logp, retain_graph=True)
     (ref_grad,) = torch.autograd.grad(ref, logp)
     torch.testing.assert_close(loss, ref)
     torch.testing.assert_close(grad, ref_grad)
+
+
+@pytest.mark.parametrize("clip", [0.5, 0.02])  # nothing clipped / some sequences clipped
+def test_gspo_matches_sequence_level_reference(clip):
+    lengths, mask, old, logp, adv_seq, adv = random_sequences(3, [1.0, -0.5, 2.0, -1.5, 0.7])
+    loss, stats = gspo_policy_loss(logp, old, adv, mask, clip_low=clip, clip_high=clip)
+    assert_same_value_and_gradient(
+        loss, gspo_reference(logp, old, adv_seq, lengths, clip, clip), logp
+    )
     assert (stats["clip_frac"] > 0) == (clip < 0.1)
 
 
@@ -224,6 +240,95 @@ def test_gspo_per_sequence_loss_is_not_scaled_by_length():
     mask = torch.tensor([[1, 0, 0, 0], [1, 1, 1, 1]]).bool()
     loss, _ = gspo_policy_loss(logp, logp.detach(), torch.tensor([2.0, 4.0]), mask)
     assert loss.item() == pytest.approx(-3.0)
+
+
+@pytest.mark.parametrize("name", ["ppo_clip", "gspo", "cispo", "gmpo"])
+def test_every_policy_loss_is_the_policy_gradient_at_ratio_one(name):
+    # on-policy (ρ = 1) with one advantage per sequence, each loss's gradient is −A_i ∇ log π
+    # averaged over the sequence's tokens (one sequence: token-mean = sequence mean)
+    logp = torch.log(torch.tensor([[0.2, 0.5, 0.4]], dtype=torch.float64)).requires_grad_()
+    adv = torch.full((1, 3), -1.5, dtype=torch.float64)
+    loss, _ = POLICY_LOSSES.get(name)(logp, logp.detach(), adv, torch.ones(1, 3))
+    (grad,) = torch.autograd.grad(loss, logp)
+    torch.testing.assert_close(grad, torch.full((1, 3), 1.5 / 3, dtype=torch.float64))
+
+
+def test_cispo_hand_worked_weights_keep_the_gradient_of_clipped_tokens():
+    # ρ = 0.5, 1, 2 and A = 1, −1, 1: no lower bound (clip_low = 1) and a cap at 1.28, so the
+    # weights are 0.5, 1, 1.28; ℓ = −Σ w A log π / 3, ∂ℓ/∂log π_t = −w_t A_t / 3
+    logp, old, adv, mask = policy_inputs([0.5, 1.0, 2.0], [1.0, -1.0, 1.0])
+    loss, stats = cispo_policy_loss(logp, old, adv, mask, clip_low=1.0, clip_high=0.28)
+    (grad,) = torch.autograd.grad(loss, logp)
+    want = torch.tensor([[-0.5 / 3, 1 / 3, -1.28 / 3]], dtype=torch.float64)
+    torch.testing.assert_close(grad, want)
+    value = -(torch.tensor([0.5, -1.0, 1.28], dtype=torch.float64) * logp.detach()).sum() / 3
+    torch.testing.assert_close(loss, value)
+    assert stats["clip_frac"].item() == pytest.approx(1 / 3)
+    assert stats["clip_frac_high"].item() == pytest.approx(1 / 3)
+    assert stats["clip_frac_low"].item() == 0
+    # PPO drops the clipped token's gradient (ρ = 2 > 1.2 with A > 0); CISPO keeps it, capped
+    ppo, _ = ppo_policy_loss(logp, old, adv, mask, clip_high=0.28)
+    (ppo_grad,) = torch.autograd.grad(ppo, logp)
+    assert ppo_grad[0, 2] == 0 and grad[0, 2] < 0
+    # a floor: clip_low = 0.2 raises the weight of ρ = 0.5 to 0.8
+    loss, stats = cispo_policy_loss(logp, old, adv, mask, clip_low=0.2, clip_high=0.28)
+    (grad,) = torch.autograd.grad(loss, logp)
+    assert grad[0, 0].item() == pytest.approx(-0.8 / 3)
+    assert stats["clip_frac_low"].item() == pytest.approx(1 / 3)
+
+
+def test_gmpo_hand_worked_log_space_clip():
+    # A = 1, log ρ = 0.2, 0.6, clip 0.4: the second token is clipped to 0.4 (no gradient);
+    # r = exp((0.2 + 0.4) / 2) = e^0.3, ℓ = −e^0.3, ∂ℓ/∂log π = (−e^0.3 / 2, 0)
+    e = math.exp
+    logp, old, adv, mask = policy_inputs([e(0.2), e(0.6)], [1.0, 1.0])
+    loss, stats = gmpo_policy_loss(logp, old, adv, mask, clip_low=0.4, clip_high=0.4)
+    (grad,) = torch.autograd.grad(loss, logp)
+    assert loss.item() == pytest.approx(-e(0.3))
+    torch.testing.assert_close(grad, torch.tensor([[-e(0.3) / 2, 0.0]], dtype=torch.float64))
+    assert stats["clip_frac_high"].item() == pytest.approx(0.5)
+    # A = −1, log ρ = −0.6, 0.2: the pessimistic side is below, −0.6 → −0.4 (no gradient);
+    # r = exp((−0.4 + 0.2) / 2) = e^−0.1, ℓ = +e^−0.1, ∂ℓ/∂log π = (0, e^−0.1 / 2)
+    logp, old, adv, mask = policy_inputs([e(-0.6), e(0.2)], [-1.0, -1.0])
+    loss, stats = gmpo_policy_loss(logp, old, adv, mask, clip_low=0.4, clip_high=0.4)
+    (grad,) = torch.autograd.grad(loss, logp)
+    assert loss.item() == pytest.approx(e(-0.1))
+    torch.testing.assert_close(grad, torch.tensor([[0.0, e(-0.1) / 2]], dtype=torch.float64))
+    assert stats["clip_frac_low"].item() == pytest.approx(0.5)
+
+
+def gmpo_reference(logp, old, adv_seq, lengths, clip_low, clip_high):
+    """GMPO by cases (Zhao et al. 2025, eq. 7): per sequence −A·exp(mean_t l_t), l_t = min(log ρ,
+    ε_high) for A > 0, max(log ρ, −ε_low) for A < 0; the mean over non-empty sequences."""
+    losses = []
+    for b, n in enumerate(lengths):
+        if n == 0:
+            continue
+        a = float(adv_seq[b])
+        terms = []
+        for t in range(n):
+            lr = logp[b, t] - old[b, t]
+            if a > 0:
+                terms.append(torch.minimum(lr, torch.tensor(clip_high, dtype=lr.dtype)))
+            elif a < 0:
+                terms.append(torch.maximum(lr, torch.tensor(-clip_low, dtype=lr.dtype)))
+            else:
+                terms.append(lr * 0)
+        losses.append(-a * torch.exp(torch.stack(terms).mean()))
+    return torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("clip", [1.0, 0.05])  # nothing clipped / some tokens clipped
+def test_gmpo_matches_reference(clip):
+    lengths, mask, old, logp, adv_seq, adv = random_sequences(5, [1.0, -0.5, 2.0, -1.5, 0.0])
+    loss, stats = gmpo_policy_loss(logp, old, adv, mask, clip_low=clip, clip_high=clip)
+    assert_same_value_and_gradient(
+        loss, gmpo_reference(logp, old, adv_seq, lengths, clip, clip), logp
+    )
+    assert (stats["clip_frac"] > 0) == (clip < 0.5)
+    # a [B] advantage is the same thing
+    loss_1d, _ = gmpo_policy_loss(logp, old, adv_seq, mask, clip_low=clip, clip_high=clip)
+    torch.testing.assert_close(loss_1d, loss)
 
 
 def test_value_loss_unclipped_and_clipped_hand_worked():

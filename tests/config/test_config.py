@@ -94,6 +94,9 @@ def test_typo_and_wrong_type_fail_at_composition() -> None:
             "zero expected gradient",
         ),
         (["rollout.temperature=0"], "rollout.temperature=0"),
+        (["algorithm=cispo", "algorithm.dual_clip=3"], "algorithm.policy_loss=cispo has none"),
+        (["algorithm=gmpo", "algorithm.dual_clip=3"], "algorithm.policy_loss=gmpo has none"),
+        (["algorithm=cispo", "algorithm.clip_low=0"], "clip_low=0"),
     ],
 )
 def test_invalid_combinations_fail_with_one_clear_message(

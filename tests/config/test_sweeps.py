@@ -197,6 +197,18 @@ def test_joblib_multirun_survives_failing_members(tmp_path: Path, shared_cache: 
 
 
 @pytest.mark.slow  # a subprocess
+def test_a_multirun_whose_members_all_fail_exits_non_zero(tmp_path: Path) -> None:
+    sweep_dir = tmp_path / "sweep"
+    cmd = [str(RLEXP_TRAIN), "-m", *TINY, "algorithm.clip_low=1.5,2.5"]
+    cmd += [f"cache_dir={tmp_path / 'cache'}", f"hydra.sweep.dir={sweep_dir}"]
+    out = subprocess.run(cmd, env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stderr[-3000:]
+    assert "every member of the sweep failed" in out.stderr
+    summary = json.loads((sweep_dir / "sweep_summary.json").read_text())
+    assert [r["status"] for r in summary] == ["failed", "failed"]
+
+
+@pytest.mark.slow  # a subprocess
 def test_single_run_still_fails_loudly_from_any_cwd(tmp_path: Path) -> None:
     """+sweep=<name> resolves outside the repository; a config error exits 2 in a single run."""
     cmd = [str(RLEXP_TRAIN), "+sweep=lambda_ablation", "advantage.lam=1.5"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,8 @@ class Problem:
     solution: str
     answer: str
     source: str = ""  # where it was read, e.g. "data/train.jsonl line 12" (errors name it)
+    # the dataset row's other columns (e.g. a difficulty or reference length), for rewards
+    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rlexp.data.tasks.answers import ANSWER_FORMATS, AnswerFormat
 from rlexp.data.tasks.base import CHAR_ALPHABETS, TASKS, TEXT_ALPHABET, Problem, Task
@@ -47,8 +48,9 @@ class JsonlTask(Task):
         return self.answer_format.extract(completion)
 
 
-def parse_line(line: str, fields: Fields, where: str) -> tuple[str, str, str]:
-    """(prompt, solution, gold answer) of one JSONL line; DataError prefixed by ``where``."""
+def parse_line(line: str, fields: Fields, where: str) -> tuple[str, str, str, dict[str, Any]]:
+    """(prompt, solution, gold answer, the row's other columns) of one JSONL line; DataError
+    prefixed by ``where``."""
     row = json_object(line, where)
     values = []
     for key, name in ((fields.question_key, "question_key"), (fields.answer_key, "answer_key")):
@@ -68,7 +70,8 @@ def parse_line(line: str, fields: Fields, where: str) -> tuple[str, str, str]:
             f"{where}: final answer {raw.strip()[:40]!r} after {fmt.marker!r} is not parsable "
             f"(answer format {fmt.name})"
         )
-    return fields.prompt_template.replace(QUESTION, question), solution, answer
+    extra = {k: v for k, v in row.items() if k not in (fields.question_key, fields.answer_key)}
+    return fields.prompt_template.replace(QUESTION, question), solution, answer, extra
 
 
 def load_split(
@@ -91,9 +94,11 @@ def load_split(
                 raise DataError(f"{where}: not valid UTF-8") from None
             if not line.strip():
                 continue
-            prompt, solution, answer = parse_line(line, fields, where)
+            prompt, solution, answer, extra = parse_line(line, fields, where)
             problems.append(
-                Problem(f"{id_prefix}/{len(problems)}", prompt, solution, answer, source=where)
+                Problem(
+                    f"{id_prefix}/{len(problems)}", prompt, solution, answer, where, extra=extra
+                )
             )
     if not problems:
         raise DataError(f"{config_key}={path}: the file holds no problems (empty)")
