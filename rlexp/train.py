@@ -47,6 +47,17 @@ def _hydra_names(cfg: DictConfig) -> tuple[str | None, str | None, list[str]]:
     overrides = list(hc.overrides.task)
     name = cfg.logger.run_name or hc.job.override_dirname or "default"
     if hc.mode is not None and hc.mode.name == "MULTIRUN":
+        # the swept values first, so that a long name cut at 128 characters still tells
+        # members apart (a sweep file's grid is hydra.sweeper.params)
+        swept = set((hc.sweeper.get("params") or {}).keys()) if "sweeper" in hc else set()
+        excluded = set(hc.job.config.override_dirname.exclude_keys)
+
+        def key(override: str) -> str:
+            return override.split("=", 1)[0].lstrip("+~")
+
+        first = [o for o in overrides if key(o) in swept]
+        rest = [o for o in overrides if o not in first and key(o) not in excluded]
+        name = cfg.logger.run_name or ",".join(first + rest) or "default"
         name = f"{hc.job.num}:{name}"
     name = name if len(name) <= 128 else name[:125] + "..."
     group = cfg.logger.group
@@ -138,6 +149,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
             tags=list(cfg.logger.tags),
             config=OmegaConf.to_container(cfg, resolve=True),
             run_id=previous.get("wandb_id") or None,
+            job_type=cfg.algorithm.trainer,  # rl | sft | dpo | rft: W&B groups runs by stage
         )
     )
     info["wandb_id"] = logger.run_id

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 
 _STEP_DIR = re.compile(r"step_(\d+)$")
 
@@ -130,25 +131,46 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def latest_readable_checkpoint(run_dir: Path) -> Path | None:
-    """The newest checkpoint whose trainer state loads; an unreadable one (truncated, corrupt)
-    is skipped with a warning naming its file, so a resume falls back to the older intact one.
-    None without checkpoints; ``RuntimeError`` naming the files when none is readable."""
-    found = list_checkpoints(run_dir)
-    errors = []
-    for ckpt in reversed(found):
+def unreadable_weights(folder: Path) -> list[str]:
+    """``"<file>: <error>"`` for each ``*.safetensors`` under ``folder`` whose header does not
+    parse or whose tensors the file does not fully hold (a truncated or overwritten file); cheap:
+    only headers are read."""
+    bad = []
+    for path in sorted(Path(folder).rglob("*.safetensors")):
         try:
-            load_trainer_state(ckpt)
-        except Exception as err:  # torch.load's errors are many (OSError, EOFError, pickle ...)
-            errors.append(f"{ckpt / 'trainer_state.pt'}: {type(err).__name__}: {err}")
-            warnings.warn(
-                f"checkpoint {ckpt} is unreadable ({errors[-1]}); trying an older one", stacklevel=2
-            )
-            continue
-        return ckpt
+            with safe_open(str(path), "pt") as f:
+                f.keys()
+        except Exception as err:  # SafetensorError, OSError
+            bad.append(f"{path}: {type(err).__name__}: {err}")
+    return bad
+
+
+def latest_readable_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint whose trainer state loads and whose weight files are whole; an
+    unreadable one (truncated, corrupt) is skipped with a warning naming its file, so a resume
+    falls back to the older intact one. None without checkpoints; ``RuntimeError`` naming the
+    files when none is readable."""
+    errors = []
+    for ckpt in reversed(list_checkpoints(run_dir)):
+        problem = _unreadable(ckpt)
+        if problem is None:
+            return ckpt
+        errors.append(problem)
+        warnings.warn(
+            f"checkpoint {ckpt} is unreadable ({problem}); trying an older one", stacklevel=2
+        )
     if errors:
         raise RuntimeError("no readable checkpoint to resume from: " + "; ".join(errors))
     return None
+
+
+def _unreadable(ckpt: Path) -> str | None:
+    """What makes a checkpoint unreadable (its file and the error), or None."""
+    try:
+        load_trainer_state(ckpt)
+    except Exception as err:  # torch.load's errors are many (OSError, EOFError, pickle ...)
+        return f"{ckpt / 'trainer_state.pt'}: {type(err).__name__}: {err}"
+    return "; ".join(unreadable_weights(ckpt)) or None
 
 
 def load_trainer_state(ckpt: Path) -> dict[str, Any]:

@@ -8,7 +8,8 @@ every launcher, with no registration script), e.g. ``reward.components={my_pkg.r
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -63,6 +64,19 @@ class Registry(Generic[T]):
         return obj
 
     __getitem__ = get
+
+    @contextmanager
+    def scoped(self, items: Mapping[str, T]) -> Iterator[None]:
+        """``items`` registered for the ``with`` block only (the Python API's own objects)."""
+        clash = set(items) & set(self._items)
+        if clash:
+            raise KeyError(f"{self.kind} {', '.join(sorted(clash))} is already registered")
+        self._items.update(items)
+        try:
+            yield
+        finally:
+            for name in items:
+                self._items.pop(name, None)
 
     def __contains__(self, name: object) -> bool:
         """Registered, or an import path that resolves to a callable."""

@@ -39,6 +39,7 @@ class RunLogger:
         tags: list[str] | None = None,
         config: dict[str, Any] | None = None,
         run_id: str | None = None,
+        job_type: str | None = None,
     ) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -51,6 +52,7 @@ class RunLogger:
                 project=project,
                 name=name,
                 group=group,
+                job_type=job_type,
                 tags=tags or None,
                 config=config,
                 dir=str(self.run_dir),

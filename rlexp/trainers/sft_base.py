@@ -23,7 +23,8 @@ from rlexp.data.lengths import check_task_fits, context_length
 from rlexp.data.tasks.base import Task
 from rlexp.evaluation.heldout import heldout_eval
 from rlexp.models.build import init_model
-from rlexp.runtime.checkpoint import atomic_dir, commit_dir
+from rlexp.runtime.checkpoint import atomic_dir, commit_dir, unreadable_weights
+from rlexp.runtime.errors import DataError
 from rlexp.trainers.kinds import TRAINERS, AlgorithmConfig, RunContext, TrainerKind
 from rlexp.trainers.sft import heldout_loss_floor, heldout_problems, train_sft
 
@@ -116,6 +117,12 @@ def ensure_sft_base(
                 return target
         finally:
             lock.release()
+    bad = unreadable_weights(target)
+    if bad:  # a cut copy or a full disk after the commit; loading it would fail without a name
+        raise DataError(
+            f"the cached SFT base {target} is corrupt ({'; '.join(bad)}); delete that folder "
+            "and the next run trains it again"
+        )
     shutil.copy(target / "sft_metrics.jsonl", run_dir / "sft_metrics.jsonl")
     return target
 

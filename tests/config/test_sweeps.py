@@ -186,6 +186,7 @@ def test_joblib_multirun_survives_failing_members(tmp_path: Path, shared_cache: 
     runs = [read_offline_run(sweep_dir / str(i))["run"] for i in range(3)]
     assert runs[0].run_group == str(sweep_dir).replace("/", "_")
     assert runs[0].run_group == runs[1].run_group == runs[2].run_group
+    assert {r.job_type for r in runs} == {"rl"}  # W&B's job type: the stage (rl, sft, dpo, rft)
     assert [_wandb_exit_code(sweep_dir / str(i)) for i in range(3)] == [0, 0, 1]
     assert len(list((shared_cache / "sft").iterdir())) >= 1
     assert not list((shared_cache / "sft").glob(".tmp-*"))  # no half-written base left behind

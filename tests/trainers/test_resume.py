@@ -382,18 +382,19 @@ def test_generation_oom_halves_the_chunk_and_retries(monkeypatch) -> None:
         _collect(task, tok, model, GenerationChunk())
 
 
-def test_resume_skips_an_unreadable_checkpoint_and_names_it(tmp_path: Path) -> None:
-    """A truncated trainer_state.pt (a full disk, a copy cut short) used to fail the resume with
-    `OSError: [Errno 22] Invalid argument` naming no file; now the resume warns, naming the file,
-    and continues from the older intact checkpoint."""
+@pytest.mark.parametrize("damaged", ["trainer_state.pt", "policy/model.safetensors"])
+def test_resume_skips_an_unreadable_checkpoint_and_names_it(tmp_path: Path, damaged: str) -> None:
+    """A truncated trainer_state.pt or weight file (a full disk, a copy cut short) used to fail
+    the resume with `OSError: [Errno 22] Invalid argument` naming no file, or to load garbage;
+    now the resume warns, naming the file, and continues from the older intact checkpoint."""
     from rlexp.train import run
 
     out = tmp_path / "run"
     base = [*TINY, "save_every=1", f"output_dir={out}", f"cache_dir={tmp_path / 'cache'}"]
     base.append("logger=none")
     run(compose_cfg([*base, "steps=2"]))
-    broken = out / "checkpoints" / "step_000002" / "trainer_state.pt"
-    broken.write_bytes(broken.read_bytes()[:10])
+    broken = out / "checkpoints" / "step_000002" / damaged
+    broken.write_bytes(broken.read_bytes()[: 10 if damaged.endswith(".pt") else -64])
     with pytest.warns(UserWarning, match=f"{broken}.*unreadable|unreadable.*{broken}"):
         run(compose_cfg([*base, "steps=3", "resume=true"]))
     info = json.loads((out / "run_info.json").read_text())
