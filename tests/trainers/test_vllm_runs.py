@@ -12,13 +12,17 @@ from rlexp.train import run
 from tests.conftest import TINY, compose_cfg, read_jsonl
 
 # A base with some accuracy to compare (sampled ≈ 0.24, greedy ≈ 0.68 after 300 SFT steps,
-# ~15 s), and a head size of 32 (vLLM's CPU attention has no kernel for TINY's 16).
+# ~15 s; the pre-2026-12-03 optimizer: the default's β2 0.95 and decay to 0 are tuned for 1,200
+# steps and leave a 300-step base at ≈ 0.07), and a head size of 32 (vLLM's CPU attention has no
+# kernel for TINY's 16).
 VLLM_TINY = [
     *TINY,
     "task.n_train=2000",
     "task.n_terms=2",
     "sft.steps=300",
     "sft.batch_size=64",
+    "sft.betas=[0.9,0.999]",
+    "sft.min_lr_ratio=0.1",
     "eval.n_problems=40",
     "eval.n_samples=8",
 ]
