@@ -47,11 +47,15 @@ def load_pairs(path: str | Path) -> list[Pair]:
     if not path.is_file():
         raise PairsFileError(f"pairs file {path} does not exist")
     pairs: list[Pair] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            where = f"pairs file {path}, line {lineno}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise PairsFileError(f"{where}: not valid UTF-8") from None
             if not line.strip():
                 continue
-            where = f"pairs file {path}, line {lineno}"
             row = json_object(line, where, PairsFileError)
             missing = [k for k in FIELDS if k not in row]
             if missing:

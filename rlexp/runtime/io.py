@@ -15,11 +15,16 @@ log = logging.getLogger(__name__)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through ``<path>.tmp`` and an atomic rename."""
+    """Write ``text`` to ``path`` through ``<path>.tmp`` and an atomic rename. A failed write (a
+    full disk) leaves ``path`` as it was and no ``.tmp`` behind, and its error names ``path``."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OSError(err.errno, f"could not write {path}: {err.strerror or err}") from err
 
 
 def atomic_write_json(path: str | Path, data: Any, indent: int | None = 2) -> None:

@@ -33,3 +33,12 @@ def test_the_same_pair_stops_a_dpo_run_before_any_model(tmp_path: Path) -> None:
     cfg = compose_cfg(["algorithm=dpo", f"algorithm.dpo.pairs_file={path}"])
     with pytest.raises(ConfigError, match="line 3: chosen and rejected are the same text"):
         validate(cfg)
+
+
+def test_a_non_utf8_pairs_file_names_file_and_line(tmp_path: Path) -> None:
+    """It was a bare UnicodeDecodeError naming neither."""
+    path = tmp_path / "pairs.jsonl"
+    ok = json.dumps({"prompt": "1+2=", "chosen": "1+2=3####3", "rejected": "####4"})
+    path.write_bytes(ok.encode() + b"\n" + b'{"prompt": "\xff\xfe"}\n')
+    with pytest.raises(PairsFileError, match=f"pairs file {path}, line 2: not valid UTF-8"):
+        load_pairs(path)

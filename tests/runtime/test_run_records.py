@@ -42,3 +42,25 @@ def test_a_sweep_summary_lists_a_member_with_a_corrupt_record(tmp_path: Path) ->
     assert [r["status"] for r in rows] == ["finished", "unreadable"]
     assert str(tmp_path / "1" / "run_info.json") in rows[1]["error"]
     assert "1 of 2 members finished" in format_summary(rows)
+
+
+def test_a_full_disk_leaves_the_record_and_no_tmp(tmp_path: Path, monkeypatch) -> None:
+    """A full disk used to leave an empty run_info.tmp next to the record, with an error naming
+    neither; now the old record stays, no .tmp is left, and the error names the record."""
+    import errno
+
+    from rlexp.runtime.io import atomic_write_json
+
+    path = tmp_path / "run_info.json"
+    atomic_write_json(path, {"status": "running"})
+
+    def full_disk(self, text, *args, **kwargs):
+        self.touch()  # the file is created, then the write fails
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full_disk)
+    with pytest.raises(OSError, match=f"could not write {path}: No space left on device"):
+        atomic_write_json(path, {"status": "finished"})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"status": "running"}
+    assert not (tmp_path / "run_info.json.tmp").exists()
