@@ -4,6 +4,7 @@ accuracy, the number a sweeper would optimise."""
 
 from __future__ import annotations
 
+import logging
 import random
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.config import register_configs
-from rlexp.config.resume import check_resume_target, resumed_config
+from rlexp.config.resume import check_resume_target, holds_run, resumed_config
 from rlexp.config.validate import validate
 from rlexp.data.tasks import build_task
 from rlexp.models.load import resolve_device, resolve_dtype
@@ -27,14 +28,16 @@ from rlexp.runtime.checkpoint import (
     remove_partial,
 )
 from rlexp.runtime.distributed import broadcast_object, init_distributed, is_main
-from rlexp.runtime.errors import ConfigError, check
+from rlexp.runtime.errors import ConfigError, DataError, check
 from rlexp.runtime.io import atomic_write_json, read_run_record
-from rlexp.runtime.lock import RunDirInUse, run_dir_lock
+from rlexp.runtime.lock import OthersRunDir, RunDirHoldsRun, run_dir_lock
 from rlexp.runtime.multirun import apply_threads, is_multirun, record_failure
 from rlexp.runtime.paths import CONF_DIR
-from rlexp.runtime.signals import Terminated, sigterm_raises
+from rlexp.runtime.signals import Terminated, stop_signals_raise
 from rlexp.runtime.tracking import NullLogger, RunLogger, truncate_jsonl
 from rlexp.trainers import TRAINERS, RunContext
+
+log = logging.getLogger(__name__)
 
 register_configs()
 
@@ -91,6 +94,13 @@ def run(cfg: DictConfig) -> float:
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_dir_lock(run_dir):  # a second run in this directory stops here
+        if not cfg.resume and holds_run(run_dir):  # its rows would mix with that run's
+            status = read_run_record(run_dir / "run_info.json", on_corrupt="replace")
+            raise RunDirHoldsRun(
+                f"output_dir={run_dir} already holds a run (status "
+                f"{status.get('status', 'unknown')}): resume=true continues it; choose another "
+                "output_dir (or hydra.run.dir), or delete it to start over"
+            )
         return _train(cfg, run_dir)
 
 
@@ -115,6 +125,7 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
             f"resume=true: the newest checkpoint {resume_from} is at step {done}, beyond "
             f"steps={cfg.steps}; raise steps to continue it, or start a new run",
         )
+        log.info("resuming from %s (train/step %d)", resume_from, done)
     info_path = run_dir / "run_info.json"
     # the record is rewritten below; a corrupt one is replaced (the checkpoint keeps the W&B id)
     previous = read_run_record(info_path, on_corrupt="replace") if resume_from else {}
@@ -164,7 +175,10 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
             "error": f"{type(err).__name__}: {err}",
             "traceback": traceback.format_exc(),
         }
-        _write_json(info_path, info)
+        try:
+            _write_json(info_path, info)
+        except OSError as write_err:  # e.g. the full disk that stopped the run: keep its error
+            log.error("could not record the failure in %s: %s", info_path, write_err)
         logger.finish(exit_code=1)
         raise
     info |= {"status": "finished", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "final": result}
@@ -195,21 +209,25 @@ def main_guard(fn, cfg: DictConfig):
     run_info.json. In a multirun the member then returns NaN, so the other members still run.
     """
     try:
-        with sigterm_raises():
+        with stop_signals_raise():
             return fn(cfg)
-    except Terminated as err:  # recorded by run(); one line, the shell's code for SIGTERM
+    except Terminated as err:  # recorded by run(); one line, the shell's code (143, 130)
         print(f"rlexp: {err}; the run is marked failed, resume=true continues it", file=sys.stderr)
         sys.exit(128 + err.signum)
     except Exception as err:
-        if HydraConfig.initialized() and not isinstance(err, RunDirInUse):  # not another's run
-            record_failure(Path(HydraConfig.get().runtime.output_dir), err, cfg)
+        if HydraConfig.initialized() and not isinstance(err, OthersRunDir):  # not another's run
+            try:
+                record_failure(Path(HydraConfig.get().runtime.output_dir), err, cfg)
+            except OSError as write_err:  # a full disk: the run's own error is the one to see
+                log.error("could not record the failure: %s", write_err)
         if is_multirun():
             if not isinstance(err, ConfigError):
                 traceback.print_exc()
             print(f"rlexp: sweep member failed: {type(err).__name__}: {err}", file=sys.stderr)
             return float("nan")
         if isinstance(err, ConfigError):  # one clear line, not a traceback from deep inside
-            print(f"rlexp: config error: {err}", file=sys.stderr)
+            kind = "data error" if isinstance(err, DataError) else "config error"
+            print(f"rlexp: {kind}: {err}", file=sys.stderr)
             sys.exit(2)
         raise
 

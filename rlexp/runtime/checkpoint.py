@@ -89,9 +89,23 @@ def save_checkpoint(
     final = checkpoint_dir(run_dir, step)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = into if into is not None else atomic_dir(final)
-    for name, module in modules.items():
-        module.save_pretrained(tmp / name)
-    torch.save({**state, "step": step, "rng": rng_state()}, tmp / "trainer_state.pt")
+    try:
+        for name, module in modules.items():
+            module.save_pretrained(tmp / name)
+        torch.save({**state, "step": step, "rng": rng_state()}, tmp / "trainer_state.pt")
+    except (
+        BaseException
+    ) as err:  # a full disk, a signal: the half-written folder goes, its space too
+        free_mib = shutil.disk_usage(final.parent).free / 2**20  # before the folder frees its share
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError | RuntimeError):  # torch.save reports ENOSPC as RuntimeError
+            message = (
+                f"could not write the checkpoint {final} ({type(err).__name__}: {err}); "
+                f"{free_mib:.1f} MiB were free on its disk; the older checkpoints are intact"
+            )
+            errno = getattr(err, "errno", None)
+            raise (OSError(errno, message) if errno else OSError(message)) from err
+        raise
     commit_dir(tmp, final)
     for old in list_checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)

@@ -12,8 +12,17 @@ from filelock import FileLock, Timeout
 from rlexp.runtime.errors import ConfigError
 
 
-class RunDirInUse(ConfigError):
-    """Another live process holds the run directory (its lock); nothing of that run is touched."""
+class OthersRunDir(ConfigError):
+    """The run directory belongs to another run; nothing of that run is touched."""
+
+
+class RunDirInUse(OthersRunDir):
+    """Another live process holds the run directory (its lock)."""
+
+
+class RunDirHoldsRun(OthersRunDir):
+    """A new run (no ``resume=true``) was pointed at a directory where a run already started:
+    its steps would be appended to that run's metrics.jsonl and checkpoints."""
 
 
 @contextmanager

@@ -224,7 +224,7 @@ def test_cli_prints_one_line_naming_file_and_line(tmp_path: Path, capsys) -> Non
         main_guard(run, cfg)
     assert exit_.value.code == 2
     assert capsys.readouterr().err == (
-        f"rlexp: config error: {bad} line 2: missing key 'answer' (task.answer_key); "
+        f"rlexp: data error: {bad} line 2: missing key 'answer' (task.answer_key); "
         "keys: ['question']\n"
     )
 
