@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis.ablation import component_effects, effects_markdown
 from analysis.load import (
     STEP,
     load_eval,
@@ -35,6 +36,8 @@ from analysis.study import default_ks
 from analysis.style import series_styles
 from analysis.sweep_plots import plot_against_knob, plot_scaling
 from analysis.tables import scaling_latex, summary_latex, value_text
+
+LOO_KNOB = "ablate"  # the config group of a leave-one-out sweep (conf/ablate/)
 
 CURVE_METRICS = (
     "train/reward_mean",
@@ -416,6 +419,14 @@ def _scaling(df, members, knobs, out, shown: _Shown) -> list[Path]:
     table.to_csv(out / "scaling_fit.csv", index=False)
     (out / "scaling_fit.tex").write_text(scaling_latex(table, knobs))
     files = [out / "scaling_fit.csv", out / "scaling_fit.tex"]
+    if LOO_KNOB in knobs:  # a leave-one-out sweep (sweeps/scalerl_loo.yaml): what each piece moves
+        effects = component_effects(table, LOO_KNOB)
+        if not effects.empty:
+            text = effects_markdown(effects)
+            effects.to_csv(out / "component_effects.csv", index=False)
+            (out / "component_effects.md").write_text(text)
+            print(text)
+            files += [out / "component_effects.csv", out / "component_effects.md"]
     fitted = table.dropna(subset=["A"])
     if fitted.empty:
         return files

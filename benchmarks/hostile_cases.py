@@ -328,13 +328,17 @@ def pairs_case(lines: bytes, *needles: str, name: str) -> Callable[[Path], tuple
 
 
 def error_case(
-    *args: str, needles: Sequence[str], tool: str = "rlexp-train"
+    *args: str, needles: Sequence[str], tool: str = "rlexp-train", tiny: bool = True
 ) -> Callable[[Path], tuple[bool, str]]:
-    """A command that must stop at once with one line naming ``needles``, writing no run."""
+    """A command that must stop at once with one line naming ``needles``, writing no run
+    (``tiny``: on the TINY sizes of the embedded model)."""
 
     def case(work: Path) -> tuple[bool, str]:
         out = work / f"err_{len(list(work.iterdir()))}"
-        res = train(out, *args) if tool == "rlexp-train" else cli(tool, *args, f"output_dir={out}")
+        if tool == "rlexp-train" and tiny:
+            res = train(out, *args)
+        else:
+            res = cli(tool, *args, f"output_dir={out}")
         ok, text = one_line_error(res, *needles)
         wrote = (out / "metrics.jsonl").exists() or (out / "checkpoints").exists()
         return ok and not wrote, text + ("" if not wrote else "; but it wrote a run")
@@ -687,7 +691,7 @@ CASES = [
     Case(
         13,
         "`model=hf model.dtype=foo`",
-        error_case("model=hf", "model.dtype=foo", needles=["model.dtype"]),
+        error_case("model=hf", "model.dtype=foo", needles=["model.dtype"], tiny=False),
     ),
     Case(13, "`model.dtype=foo` with `model=tiny` (no such key)", hydra_unknown_key),
     Case(13, "`seed=2147483648`", error_case("seed=2147483648", needles=["seed"])),

@@ -270,11 +270,25 @@ def _gae(
 
 @_register("group_relative", critic=False, groups=True, token_rewards=False)
 def _group_relative(
-    inputs: AdvantageInputs, normalize_std: bool = True, eps: float = 1e-6
+    inputs: AdvantageInputs,
+    normalize_std: bool = True,
+    std_scope: str = "group",
+    eps: float = 1e-6,
 ) -> tuple[Tensor, None]:
-    adv = group_relative(
-        inputs.scores, None, normalize_std=normalize_std, group_ids=inputs.group_ids, eps=eps
-    )
+    """``std_scope=batch``: ScaleRL's batch-level normalisation (Khatri et al. 2025), the
+    group-centred r_i − mean_g divided by the std of all the batch's centred scores (pooled over
+    data-parallel ranks)."""
+    if std_scope not in ("group", "batch"):
+        raise ValueError(f"advantage.std_scope={std_scope!r}: use group or batch")
+    if std_scope == "batch" and normalize_std:
+        centred = group_relative(
+            inputs.scores, None, normalize_std=False, group_ids=inputs.group_ids
+        )
+        adv = centred / (inputs.mean_std(centred.float())[2] + eps)
+    else:
+        adv = group_relative(
+            inputs.scores, None, normalize_std=normalize_std, group_ids=inputs.group_ids, eps=eps
+        )
     return _per_token(adv, inputs.mask), None
 
 

@@ -20,7 +20,14 @@ from torch import Tensor
 from rlexp.algos.masks import real_mask
 from rlexp.runtime.registry import Registry
 
-AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm")
+AGG_MODES = (
+    "token-mean",
+    "seq-mean-token-mean",
+    "seq-mean-token-sum",
+    "seq-mean-token-sum-norm",
+    "prompt-mean-token-mean",
+)
+PER_ROW_MODES = frozenset({"prompt-mean-token-mean"})  # denominators per row: prompt_denominators
 LOG_RATIO_CLAMP = 20.0  # |log ρ| beyond 20 is a broken rollout, not a ratio; keeps exp finite
 
 
@@ -33,11 +40,27 @@ def _check_mode(mode: str) -> None:
 
 def aggregation_denominator(mask: Tensor, mode: str) -> float:
     """The denominator ``aggregate`` uses for this mask: real tokens (token-mean) or non-empty
-    sequences (seq-mean-*). Compute it on the FULL minibatch, pass it to every micro-batch."""
+    sequences (seq-mean-*). Compute it on the FULL minibatch, pass it to every micro-batch.
+    (prompt-mean-token-mean has one per row: ``prompt_denominators``.)"""
     _check_mode(mode)
+    if mode in PER_ROW_MODES:
+        raise ValueError(f"{mode} has a denominator per row: use prompt_denominators")
     real = real_mask(mask)
     count = real.sum() if mode == "token-mean" else real.any(dim=1).sum()
     return float(count)
+
+
+def prompt_denominators(mask: Tensor, group_ids: Tensor, n_prompts: float | None = None) -> Tensor:
+    """Per-row denominators ``[B]`` of prompt-mean-token-mean: P·N(g(b)), with N(g) the real
+    tokens of prompt g's samples in the batch and P the prompts with a real token (``n_prompts``:
+    their number over every data-parallel rank). Compute on the FULL minibatch; slice per
+    micro-batch."""
+    n_tok = real_mask(mask).sum(1).to(torch.float64)
+    _, group = torch.unique(group_ids, return_inverse=True)
+    per_group = torch.zeros(int(group.max()) + 1 if len(group) else 0, dtype=torch.float64)
+    per_group = per_group.to(n_tok.device).index_add_(0, group, n_tok)
+    prompts = float((per_group > 0).sum()) if n_prompts is None else n_prompts
+    return (max(prompts, 1.0) * per_group[group].clamp(min=1)).to(torch.float32)
 
 
 def aggregate(
@@ -45,7 +68,7 @@ def aggregate(
     mask: Tensor,
     mode: str,
     norm_len: float | None = None,
-    global_denominator: float | None = None,
+    global_denominator: float | Tensor | None = None,
 ) -> Tensor:
     """Reduce per-token losses ``[B, T]`` to a scalar (theory.md §3, "Loss aggregation").
 
@@ -54,6 +77,8 @@ def aggregate(
     - seq-mean-token-sum: mean_b Σ_t mℓ
     - seq-mean-token-sum-norm: mean_b Σ_t mℓ / norm_len, norm_len defaults to the padded T (Dr.GRPO);
       pass it explicitly when micro-batches are padded to different lengths.
+    - prompt-mean-token-mean: mean_g (Σ_{b∈g,t} mℓ / Σ_{b∈g,t} m) over prompts g (ScaleRL's
+      prompt-level averaging); ``global_denominator`` must be ``prompt_denominators``' rows.
     Sequence means skip sequences with no real token. ``global_denominator`` replaces the local
     denominator (token count, or number of non-empty sequences) so micro-batch losses sum to the
     full-batch loss; see ``aggregation_denominator``. No real token at all gives 0 (with a graph).
@@ -61,6 +86,10 @@ def aggregate(
     _check_mode(mode)
     real = real_mask(mask)
     masked = torch.where(real, loss_mat, 0)
+    if mode in PER_ROW_MODES:
+        if not isinstance(global_denominator, Tensor):
+            raise ValueError(f"{mode} needs per-row denominators (prompt_denominators)")
+        return (masked.sum(dim=1) / global_denominator.to(masked.dtype)).sum()
     if mode == "token-mean":
         num = masked.sum()
         den = real.sum().clamp(min=1) if global_denominator is None else global_denominator
@@ -145,7 +174,7 @@ def ppo_policy_loss(
     dual_clip: float | None = None,
     agg: str = "token-mean",
     norm_len: float | None = None,
-    global_denominator: float | None = None,
+    global_denominator: float | Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """PPO clipped surrogate (Schulman et al. 2017; theory.md §1), to minimise. Inputs ``[B, T]``.
 
@@ -180,7 +209,7 @@ def gspo_policy_loss(
     dual_clip: float | None = None,
     agg: str = "seq-mean-token-mean",
     norm_len: float | None = None,
-    global_denominator: float | None = None,
+    global_denominator: float | Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """GSPO (Zheng et al. 2025; theory.md §3): PPO clip on the sequence ratio. Inputs ``[B, T]``.
 
@@ -235,7 +264,7 @@ def cispo_policy_loss(
     clip_high: float = 0.28,
     agg: str = "token-mean",
     norm_len: float | None = None,
-    global_denominator: float | None = None,
+    global_denominator: float | Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """CISPO (MiniMax-M1, Chen et al. 2025; theory.md §3), to minimise. Inputs ``[B, T]``.
 
@@ -272,7 +301,7 @@ def gmpo_policy_loss(
     clip_high: float = 0.4,
     agg: str = "seq-mean-token-mean",
     norm_len: float | None = None,
-    global_denominator: float | None = None,
+    global_denominator: float | Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """GMPO (Zhao et al. 2025, Geometric-Mean Policy Optimization; theory.md §3). Inputs ``[B, T]``.
 
@@ -329,7 +358,7 @@ def value_loss(
     clip_range: float | None = None,
     agg: str = "token-mean",
     norm_len: float | None = None,
-    global_denominator: float | None = None,
+    global_denominator: float | Tensor | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Critic loss (theory.md §1), inputs ``[B, T]``: ½(V − R)², or with ``clip_range`` c
     ½·max((V − R)², (clip(V, V_old − c, V_old + c) − R)²) (PPO2's value clipping).

@@ -32,6 +32,9 @@ class GAEConfig:
 class GroupRelativeConfig:
     name: str = "group_relative"
     normalize_std: bool = True
+    # whose std divides r - mean_g: the group's (GRPO) or the whole batch's (ScaleRL's
+    # batch-level normalisation); docs/theory.md §2
+    std_scope: str = "group"
     eps: float = 1e-6
 
 
@@ -64,6 +67,7 @@ class TinyModelConfig:
     init_seed: int = 0
     sft_first: bool = True  # start RL from the cached SFT checkpoint (trained on demand)
     gradient_checkpointing: bool = False  # recompute activations in the backward (less memory)
+    fp32_lm_head: bool = False  # logits in float32 (ScaleRL); the tiny model is float32 anyway
 
 
 @dataclass
@@ -91,6 +95,9 @@ class HFModelConfig:
     ref_path: str | None = None  # KL reference from this checkpoint; null = the start model
     lora: LoRAConfig = field(default_factory=LoRAConfig)
     gradient_checkpointing: bool = False  # recompute activations in the backward (less memory)
+    # the logits h·Wᵀ in float32 though the model is bf16 (ScaleRL's FP32 LM head, native
+    # sampler and trainer alike; rlexp/models/precision.py)
+    fp32_lm_head: bool = False
 
 
 @dataclass
@@ -169,6 +176,9 @@ class RolloutConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 40
+    # sample step t with the policy of step max(0, t - lag): a controlled off-policy lag, exactly
+    # the data of an asynchronous trainer k updates behind (docs/theory.md §11); 0 = on-policy
+    lag: int = 0
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
 
@@ -234,6 +244,15 @@ class DistributedConfig:
 
 
 @dataclass
+class DataConfig:
+    """The stream of training prompts (online RL)."""
+
+    # drop a prompt for good once a group of its samples passes at this rate or above (ScaleRL's
+    # no-positive-resampling: 0.9); the dropped set is checkpointed. null = keep every prompt
+    drop_solved_above: float | None = None
+
+
+@dataclass
 class RootConfig:
     algorithm: Any = MISSING  # one trainer kind's schema (rlexp.trainers.kinds.TRAINERS)
     advantage: Any = MISSING
@@ -242,6 +261,7 @@ class RootConfig:
     task: Any = MISSING
     logger: LoggerConfig = MISSING
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     study: StudyConfig = field(default_factory=StudyConfig)

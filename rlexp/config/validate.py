@@ -56,6 +56,8 @@ def validate(cfg: DictConfig) -> None:
     check(cfg.rollout.temperature > 0, f"rollout.temperature={cfg.rollout.temperature} must be > 0")
     check(0 < cfg.rollout.top_p <= 1, f"rollout.top_p={cfg.rollout.top_p} must lie in (0, 1]")
     check(cfg.rollout.max_new_tokens >= 1, "rollout.max_new_tokens must be >= 1")
+    _validate_lag(cfg)
+    _validate_data(cfg)
     check(cfg.eval.n_samples >= 1, f"eval.n_samples={cfg.eval.n_samples} must be >= 1")
     check(cfg.eval.temperature > 0, f"eval.temperature={cfg.eval.temperature} must be > 0")
     check(cfg.sft.steps >= 0 and cfg.sft.batch_size >= 1, "sft.steps >= 0 and sft.batch_size >= 1")
@@ -76,6 +78,40 @@ def validate(cfg: DictConfig) -> None:
     _validate_engine(cfg, kind)
     _validate_strategy(cfg, kind)
     kind.validate(cfg)  # the kind's own combinations (rlexp.trainers.<kind>)
+
+
+def _validate_lag(cfg: DictConfig) -> None:
+    """``rollout.lag``: an integer >= 0, for online RL with whole (unsharded) weights."""
+    lag = cfg.rollout.get("lag", 0)
+    check(lag >= 0, f"rollout.lag={lag} must be >= 0 (0 = on-policy)")
+    if lag == 0:
+        return
+    check(
+        cfg.algorithm.trainer == "rl",
+        f"rollout.lag={lag} delays the sampler of online RL; algorithm.trainer="
+        f"{cfg.algorithm.trainer} samples no rollouts while it trains (drop rollout.lag)",
+    )
+    check(
+        cfg.distributed.strategy != "fsdp",
+        f"rollout.lag={lag} keeps whole copies of the lagged weights; distributed.strategy=fsdp "
+        "shards them (not supported yet: use ddp, or rollout.lag=0)",
+    )
+
+
+def _validate_data(cfg: DictConfig) -> None:
+    """``data.drop_solved_above``: null, or a pass rate in (0, 1] for online RL."""
+    rate = cfg.get("data", {}).get("drop_solved_above")
+    if rate is None:
+        return
+    check(
+        0 < rate <= 1,
+        f"data.drop_solved_above={rate} must lie in (0, 1] (a pass rate; null keeps every prompt)",
+    )
+    check(
+        cfg.algorithm.trainer == "rl",
+        f"data.drop_solved_above drops prompts that online RL's samples solve; algorithm.trainer="
+        f"{cfg.algorithm.trainer} samples none (drop the key)",
+    )
 
 
 def unknown_keys(node: DictConfig, prefix: str = "") -> list[str]:
@@ -191,6 +227,11 @@ def _validate_engine(cfg: DictConfig, kind: TrainerKind) -> None:
         kind.rollout_engine,
         f"rollout.engine=vllm samples online RL rollouts; algorithm.trainer={cfg.algorithm.trainer} "
         "does not use it (drop rollout.engine=vllm)",
+    )
+    check(
+        not cfg.model.get("fp32_lm_head"),
+        "model.fp32_lm_head upcasts the logits of rlexp's own forward; vLLM computes its own, so "
+        "sampler and trainer would not match (use rollout.engine=native, or drop fp32_lm_head)",
     )
     v = r.vllm
     check(

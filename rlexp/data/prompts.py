@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 
 class PromptStream:
-    """Endless pass over ``n`` problems in a seeded order, reshuffled every epoch.
+    """Endless pass over ``n`` problems in a seeded order, reshuffled every epoch; problems
+    ``drop``ped (``data.drop_solved_above``: solved already) are skipped from then on.
 
-    Its state is (epoch, cursor): a resumed run sees exactly the prompts an uninterrupted run
-    would have seen, none skipped or repeated.
+    Its state is (epoch, cursor, dropped): a resumed run sees exactly the prompts an
+    uninterrupted run would have seen, none skipped or repeated.
     """
 
     def __init__(self, n: int, seed: int) -> None:
@@ -20,7 +22,17 @@ class PromptStream:
             raise ValueError("a task needs at least one training problem")
         self.n, self.seed = n, seed
         self.epoch, self.cursor = 0, 0
+        self.dropped: set[int] = set()
         self._order = self._permutation(0)
+
+    def drop(self, problems: Sequence[int]) -> None:
+        """Never draw ``problems`` again; ``RuntimeError`` when no problem would be left."""
+        self.dropped.update(int(p) for p in problems)
+        if len(self.dropped) >= self.n:
+            raise RuntimeError(
+                f"data.drop_solved_above dropped all {self.n} training problems (each solved "
+                "above the threshold): nothing is left to train on; raise the threshold"
+            )
 
     def _permutation(self, epoch: int) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -32,16 +44,23 @@ class PromptStream:
             if self.cursor == self.n:
                 self.epoch, self.cursor = self.epoch + 1, 0
                 self._order = self._permutation(self.epoch)
-            take = min(k - len(out), self.n - self.cursor)
-            out += self._order[self.cursor : self.cursor + take]
-            self.cursor += take
+            if not self.dropped:
+                take = min(k - len(out), self.n - self.cursor)
+                out += self._order[self.cursor : self.cursor + take]
+                self.cursor += take
+                continue
+            problem = self._order[self.cursor]
+            self.cursor += 1
+            if problem not in self.dropped:
+                out.append(problem)
         return out
 
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "cursor": self.cursor}
+    def state_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "cursor": self.cursor, "dropped": sorted(self.dropped)}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
+        self.dropped = {int(p) for p in state.get("dropped", [])}
         self._order = self._permutation(self.epoch)
 
 

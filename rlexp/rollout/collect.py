@@ -93,13 +93,15 @@ def collect(
     gen_chunk: GenerationChunk | None = None,
     recompute_old_logp: bool = False,
     engine: RolloutEngine | None = None,
+    old_logp_model=None,
 ) -> tuple[RolloutBatch, dict[str, float]]:
     """Sample one completion per entry of ``problems`` (each prompt repeated group_size times),
     score it, and compute reference log-probs and values; returns the batch and rollout stats.
     ``engine`` samples (``rollout.engine``; default: the native sampler on ``policy``, in chunks
     of ``gen_chunk`` rows, halved on out-of-memory errors). With
     ``recompute_old_logp`` the behaviour log-probs are the training forward's (teacher-forced by
-    the policy), and the sampler's are kept as ``batch.sampler_logp`` (``algorithm.old_logp``)."""
+    the policy, or by ``old_logp_model``: the lagged behaviour policy of ``rollout.lag``), and the
+    sampler's are kept as ``batch.sampler_logp`` (``algorithm.old_logp``)."""
     device = next(policy.parameters()).device
     gen_chunk = gen_chunk if gen_chunk is not None else GenerationChunk()
     retries_before = gen_chunk.retries
@@ -133,7 +135,12 @@ def collect(
     t1 = time.perf_counter()
     if recompute_old_logp:
         batch.sampler_logp = batch.old_logp
-        batch.old_logp = _teacher_forced(policy, batch, rollout_cfg.temperature, chunk_size)
+        batch.old_logp = _teacher_forced(
+            old_logp_model if old_logp_model is not None else policy,
+            batch,
+            rollout_cfg.temperature,
+            chunk_size,
+        )
     if ref_model is not None:
         batch.ref_logp = _teacher_forced(ref_model, batch, rollout_cfg.temperature, chunk_size)
     if critic is not None:

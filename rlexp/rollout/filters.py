@@ -1,9 +1,10 @@
 """What a rollout batch keeps and how its scores are shaped before the advantage: DAPO's
 dynamic sampling (groups with both right and wrong answers), ScaleRL's zero-variance filter of
-the loss, and overlong shaping."""
+the loss, ScaleRL's dropping of solved prompts, and overlong shaping."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import torch
@@ -54,3 +55,15 @@ def informative_groups(batch: RolloutBatch) -> Tensor:
     )
     mixed = (right > 0) & (right < size)
     return torch.nonzero(mixed[inverse]).flatten()
+
+
+def solved_prompts(
+    correct: Tensor, problems: Sequence[int], group_size: int, threshold: float
+) -> list[int]:
+    """The problems whose group of ``group_size`` samples (rows ``[i·G, (i+1)·G)`` of ``correct``
+    belong to ``problems[i]``) has a pass rate of at least ``threshold`` (ScaleRL's
+    no-positive-resampling: ``data.drop_solved_above``, 0.9)."""
+    if len(problems) == 0:
+        return []
+    pass_rate = correct.float().view(len(problems), group_size).mean(1)
+    return [p for p, rate in zip(problems, pass_rate.tolist(), strict=True) if rate >= threshold]

@@ -33,8 +33,10 @@ from rlexp.rollout.engine import GenerationChunk, build_engine
 from rlexp.rollout.filters import (
     add_overlong_penalty,
     informative_groups,
+    solved_prompts,
     without_zero_variance_groups,
 )
+from rlexp.rollout.lag import LaggedPolicy
 from rlexp.runtime.checkpoint import (
     WithTokenizer,
     atomic_dir,
@@ -125,6 +127,16 @@ class RLTrainer:
             rank_seed(cfg.seed),
             sampler_model,  # fsdp + native: an unsharded copy to sample from
         )
+        # rollout.lag = k: the sampler holds the policy of step t - k (docs/theory.md §11); the
+        # ratio's denominator is that behaviour policy, or with rollout_is the current policy
+        # (decoupled PPO) and the truncated IS weight corrects the staleness
+        lag = cfg.rollout.get("lag", 0)
+        self.lagged = LaggedPolicy(policy, lag) if lag > 0 else None
+        self.old_logp_model = (
+            self.lagged.model if self.lagged and self.algo.rollout_is == "none" else policy
+        )
+        if self.lagged is not None:
+            self.engine.load_weights(self.lagged.model)
 
     # ---- state -----------------------------------------------------------------------------
     def save(self) -> Path | None:
@@ -165,6 +177,8 @@ class RLTrainer:
         }
         if self.critic is not None:
             modules["critic"] = critic
+        if self.lagged is not None:  # rollout.lag: the weights of the k steps before this one
+            modules["lag"] = self.lagged
         if into is None:  # unsharded: rank 0's optimizers are whole, in trainer_state.pt
             state |= {name: opt.state_dict() for name, (_, opt) in optimizers.items()}
         return save_checkpoint(self.run_dir, self.step, modules, state, into=into)
@@ -199,6 +213,9 @@ class RLTrainer:
             self.rollout_gen.set_state(per_rank[rank()])
         elif rank() > 0:  # saved with another world size: a fresh, seeded sampler
             self.rollout_gen.manual_seed(rank_seed(self.cfg.seed) + self.step)
+        if self.lagged is not None:
+            self.lagged.restore(ckpt / "lag", self.policy)
+            self.engine.load_weights(self.lagged.model)
         if is_main():
             truncate_jsonl(self.run_dir / "metrics.jsonl", "train/step", self.step)
 
@@ -213,7 +230,8 @@ class RLTrainer:
         returned are the global batch's."""
         algo = self.algo
         need = algo.prompts_per_step // world_size()  # this rank's groups
-        parts, stats, dropped = [], defaultdict(float), 0
+        parts, stats, dropped, solved = [], defaultdict(float), 0, []
+        drop_above = self.cfg.get("data", {}).get("drop_solved_above")
         rounds = algo.max_sampling_rounds if algo.dynamic_sampling else 1
         for _ in range(rounds):
             needs = all_gather_objects(need)  # every rank's missing groups, in rank order
@@ -247,7 +265,11 @@ class RLTrainer:
                 gen_chunk=self.gen_chunk,
                 recompute_old_logp=self.recompute_old_logp,
                 engine=self.engine,
+                old_logp_model=self.old_logp_model,
             )
+            if drop_above is not None:  # before any filter: every group drawn counts
+                mine = drawn[first : first + need]
+                solved += solved_prompts(part.correct, mine, algo.group_size, drop_above)
             for k, v in part_stats.items():
                 stats[k] += v * (len(part) if k.startswith("train/reward_") else 1)
             stats["train/sampled_completions"] += len(part)
@@ -273,16 +295,23 @@ class RLTrainer:
         if algo.dynamic_sampling:
             stats["train/dropped_groups"] = dropped
             stats["train/kept_groups"] = algo.prompts_per_step - need
+        if drop_above is not None:  # every rank drops the same prompts from its stream
+            solved = sorted({p for part in all_gather_objects(solved) for p in part})
+            self.stream.drop(solved)
+            stats["data/solved_dropped"] = float(len(solved))
+            stats["data/dropped_prompts"] = float(len(self.stream.dropped))
         return concat_batches(parts, self.tokenizer.pad_token_id), dict(stats)
 
     def train_step(self) -> dict[str, float]:
         algo, t0 = self.algo, time.perf_counter()
+        lag = {"rollout/lag": float(self.lagged.behind)} if self.lagged is not None else {}
         batch, stats = self.sample_batch()
+        stats |= lag
         self.engine.release()  # vLLM on a GPU sleeps through the update
         self.samples_seen += int(stats["train/sampled_completions"])
         self.tokens_seen += stats["train/generated_tokens"]
         if all_reduce_scalar(len(batch)) == 0:  # dynamic sampling found no group with signal
-            self.engine.load_weights(self.policy)  # the same weights (a deep sleep dropped them)
+            self._sync_sampler()  # the same weights (a deep sleep dropped them)
             return stats | {"time/step": time.perf_counter() - t0}
         real = real_mask(batch.completion_mask)
         if batch.ref_logp is not None:
@@ -321,10 +350,19 @@ class RLTrainer:
         stats |= self._check_parameter_norms()
         stats["time/update"] = time.perf_counter() - t1
         t2 = time.perf_counter()
-        self.engine.load_weights(self.policy)  # vLLM: the new weights, in memory
+        self._sync_sampler()  # vLLM: the new weights, in memory
         stats["time/weight_sync"] = time.perf_counter() - t2
         stats["time/step"] = time.perf_counter() - t0
         return stats
+
+    def _sync_sampler(self) -> None:
+        """The sampler's weights for the next step: the policy's, or with ``rollout.lag`` those
+        of k updates before (``LaggedPolicy.advance``)."""
+        if self.lagged is None:
+            self.engine.load_weights(self.policy)
+            return
+        self.lagged.advance(self.policy)
+        self.engine.load_weights(self.lagged.model)
 
     def _parameter_norms(self) -> dict[str, float]:
         """``train/param_norm`` of the policy (and ``critic/param_norm``): ‖θ‖₂ of all weights."""

@@ -19,6 +19,7 @@ from rlexp.data.lengths import check_task_fits, context_length
 from rlexp.models.build import enable_gradient_checkpointing, init_model
 from rlexp.models.load import load_policy
 from rlexp.models.lora import apply_lora
+from rlexp.models.precision import use_fp32_lm_head
 from rlexp.models.reference import build_reference
 from rlexp.models.value import ValueModel
 from rlexp.runtime.distributed import (
@@ -148,6 +149,10 @@ def _validate_advantage(cfg: DictConfig) -> None:
             check_unit_interval(f"advantage.{key}", adv[key])
     if algo.critic.lam is not None:
         check_unit_interval("algorithm.critic.lam", algo.critic.lam)
+    check(
+        adv.get("std_scope", "group") in ("group", "batch"),
+        f"advantage.std_scope={adv.get('std_scope')}: use group (GRPO) or batch (ScaleRL)",
+    )
     check(
         not needs.critic or algo.critic.enabled,
         f"advantage={adv.name} needs a critic, but algorithm={algo.name} has none "
@@ -338,6 +343,10 @@ def run_rl(ctx: RunContext) -> dict[str, float]:
     broadcast_module(policy)
     # the frozen reference is the start model, also after a resume (the same on every rank)
     ref_model = build_reference(cfg, policy, base, device, dtype)
+    if cfg.model.get("fp32_lm_head"):  # before any copy (the sampler's, the lag's) is made
+        for model in (policy, ref_model):
+            if isinstance(model, nn.Module):  # not the adapter-off view of a LoRA policy
+                use_fp32_lm_head(model)
     if cfg.model.get("gradient_checkpointing"):
         for model in (policy, critic):
             if model is not None:

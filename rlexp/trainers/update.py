@@ -22,7 +22,14 @@ from torch import Tensor
 
 from rlexp.algos.diagnostics import explained_variance, explained_variance_from_moments
 from rlexp.algos.kl import kl_estimate
-from rlexp.algos.losses import POLICY_LOSSES, aggregate, aggregation_denominator, value_loss
+from rlexp.algos.losses import (
+    PER_ROW_MODES,
+    POLICY_LOSSES,
+    aggregate,
+    aggregation_denominator,
+    prompt_denominators,
+    value_loss,
+)
 from rlexp.algos.masks import real_mask
 from rlexp.models.logprobs import completion_logprobs
 from rlexp.models.value import completion_values
@@ -65,8 +72,18 @@ def _local_minibatch_size(batch: RolloutBatch, algo) -> int:
     )
 
 
-def _minibatch_denominator(batch: RolloutBatch, micro_idx: list[Tensor], mode: str) -> float:
-    """``aggregation_denominator`` of the GLOBAL minibatch (every rank's part), at least 1."""
+def _minibatch_denominator(
+    batch: RolloutBatch, micro_idx: list[Tensor], mode: str
+) -> float | list[Tensor]:
+    """``aggregation_denominator`` of the GLOBAL minibatch (every rank's part), at least 1; for
+    prompt-mean-token-mean each micro-batch's rows of ``prompt_denominators`` (a prompt's
+    samples are on one rank: its token count is local, the number of prompts global)."""
+    if mode in PER_ROW_MODES:
+        rows = torch.cat(micro_idx) if micro_idx else torch.zeros(0, dtype=torch.long)
+        mask, groups = batch.completion_mask[rows], batch.group_ids[rows]
+        local_prompts = float(torch.unique(groups[real_mask(mask).any(1)]).numel())
+        den = prompt_denominators(mask, groups, max(all_reduce_scalar(local_prompts), 1.0))
+        return list(den.split([len(idx) for idx in micro_idx])) if micro_idx else []
     local = (
         aggregation_denominator(batch.completion_mask[torch.cat(micro_idx)], mode)
         if micro_idx
@@ -137,13 +154,14 @@ def policy_update(
         for micro_idx in minibatches(
             len(batch), _local_minibatch_size(batch, algo), algo.micro_batch_size, generator
         ):
-            den = _minibatch_denominator(batch, micro_idx, algo.loss_agg)
-            agg = {"mode": algo.loss_agg, "norm_len": norm_len, "global_denominator": den}
+            dens = _minibatch_denominator(batch, micro_idx, algo.loss_agg)
             optimizer.zero_grad(set_to_none=True)
             # micro-batch losses are partial sums of the minibatch loss (over micro-batches and
             # ranks): they add up
             sums: dict[str, float] = dict.fromkeys(_summed_keys(kl_in_loss), 0.0)
-            for idx in micro_idx:
+            for i, idx in enumerate(micro_idx):
+                den = dens[i] if isinstance(dens, list) else dens
+                agg = {"mode": algo.loss_agg, "norm_len": norm_len, "global_denominator": den}
                 mb = batch.select(idx)
                 logp, entropy = completion_logprobs(
                     policy,

@@ -312,3 +312,22 @@ def test_outcome_estimator_is_the_raw_score_on_real_tokens():
     want = torch.where(inputs.mask, inputs.scores[:, None].float(), 0.0)
     torch.testing.assert_close(adv, want)
     assert not estimator_requirements("outcome").groups
+
+
+def test_batch_level_std_scope_hand_worked():
+    """ScaleRL's batch-level normalisation: centred per group, divided by the batch's std.
+    Groups [1, 0, 0, 1] and [1, 1, 1, 0]: centred [.5, -.5, -.5, .5, .25, .25, .25, -.75],
+    whose unbiased std is sqrt(1.75 / 7) = 0.5."""
+    scores = torch.tensor([1.0, 0, 0, 1, 1, 1, 1, 0])
+    ids = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    mask = torch.ones(8, 3)
+    inputs = AdvantageInputs(
+        token_rewards=torch.zeros(8, 3), scores=scores, mask=mask, group_ids=ids
+    )
+    adv, _ = ADVANTAGES.get("group_relative")(inputs, std_scope="batch", eps=0.0)
+    expected = torch.tensor([1.0, -1, -1, 1, 0.5, 0.5, 0.5, -1.5])
+    torch.testing.assert_close(adv[:, 0], expected)
+    group_scope, _ = ADVANTAGES.get("group_relative")(inputs, eps=0.0)
+    assert not torch.allclose(group_scope[:, 0], expected)  # GRPO's: each group's own std
+    with pytest.raises(ValueError, match="std_scope"):
+        ADVANTAGES.get("group_relative")(inputs, std_scope="prompt")

@@ -10,6 +10,7 @@ import torch
 from rlexp.algos.diagnostics import explained_variance
 from rlexp.algos.losses import (
     AGG_MODES,
+    PER_ROW_MODES,
     POLICY_LOSSES,
     RATIO_CLIP_LOSSES,
     aggregate,
@@ -18,6 +19,7 @@ from rlexp.algos.losses import (
     gmpo_policy_loss,
     gspo_policy_loss,
     ppo_policy_loss,
+    prompt_denominators,
     value_loss,
 )
 
@@ -48,13 +50,43 @@ def test_aggregate_hand_worked(mode, norm_len, expected):
     assert aggregate(loss[:2], mask[:2].bool(), mode, norm_len).item() == pytest.approx(expected)
 
 
+def denominator(mask, mode: str, groups=None):
+    """What the trainer passes every micro-batch: one number, or per-row prompt denominators
+    (``groups``: the prompt of each row; default, every row its own prompt)."""
+    if mode not in PER_ROW_MODES:
+        return aggregation_denominator(mask, mode)
+    return prompt_denominators(mask, torch.arange(len(mask)) if groups is None else groups)
+
+
+def test_prompt_mean_hand_worked():
+    """Prompt a: rows 0, 1 (ℓ 1, 3 and 5): 9 / 3 tokens = 3; prompt b: row 2 (2, 2, 2): 2."""
+    loss = torch.tensor([[1.0, 3.0, NAN], [5.0, 9.0, 9.0], [2.0, 2.0, 2.0], [7.0, 7.0, 7.0]])
+    mask = torch.tensor([[1.0, 1, 0], [1, 0, 0], [1, 1, 1], [0, 0, 0]])
+    groups = torch.tensor([10, 10, 11, 12])  # prompt 12's only sample is empty: not a prompt
+    den = prompt_denominators(mask, groups)
+    assert den.tolist() == [6.0, 6.0, 6.0, 2.0]  # 2 prompts × (3, 3, 3 tokens; empty: 1)
+    assert aggregate(loss, mask, "prompt-mean-token-mean", global_denominator=den).item() == 2.5
+    # seq-mean would weigh row 1's single token as much as row 0's two: (2 + 5 + 2) / 3 = 3
+    assert aggregate(loss, mask, "seq-mean-token-mean").item() == 3.0
+    with pytest.raises(ValueError, match="per-row denominators"):
+        aggregate(loss, mask, "prompt-mean-token-mean")
+    with pytest.raises(ValueError, match="prompt_denominators"):
+        aggregation_denominator(mask, "prompt-mean-token-mean")
+    # with one sample per prompt it is seq-mean-token-mean
+    single = prompt_denominators(mask[:3], torch.arange(3))
+    assert aggregate(
+        loss[:3], mask[:3], "prompt-mean-token-mean", global_denominator=single
+    ).item() == (pytest.approx(aggregate(loss[:3], mask[:3], "seq-mean-token-mean").item()))
+
+
 def test_aggregate_errors_and_empty():
     loss, mask = two_sequences()
     with pytest.raises(ValueError, match="choose one of: token-mean"):
         aggregate(loss, mask, "sum")
     x = torch.ones(2, 3, requires_grad=True)
     for mode in AGG_MODES:
-        out = aggregate(x, torch.zeros(2, 3), mode)
+        den = denominator(torch.zeros(2, 3), mode) if mode in PER_ROW_MODES else None
+        out = aggregate(x, torch.zeros(2, 3), mode, global_denominator=den)
         assert out.item() == 0.0
         out.backward()
     assert aggregation_denominator(mask, "token-mean") == 4.0
@@ -73,11 +105,17 @@ def test_micro_batches_give_the_full_batch_gradient(mode):
         th = theta[rows]
         return th.square() * weights[rows] + th.sin()
 
-    full = aggregate(per_token(slice(None)), mask, mode)
+    groups = torch.tensor([0, 1, 1, 0, 2, 2])  # a prompt's samples in different micro-batches
+    denom = denominator(mask, mode, groups)
+    per_row = isinstance(denom, torch.Tensor)
+    full = aggregate(
+        per_token(slice(None)), mask, mode, global_denominator=denom if per_row else None
+    )
     (grad_full,) = torch.autograd.grad(full, theta)
-    denom = aggregation_denominator(mask, mode)
     total = sum(
-        aggregate(per_token(rows), mask[rows], mode, global_denominator=denom)
+        aggregate(
+            per_token(rows), mask[rows], mode, global_denominator=denom[rows] if per_row else denom
+        )
         for rows in (slice(0, 2), slice(2, 3), slice(3, 6))
     )
     (grad_micro,) = torch.autograd.grad(total, theta)
@@ -162,12 +200,22 @@ def test_ppo_padding_garbage_is_harmless_and_micro_batches_match():
     dirty_old = torch.where(mask, old, NAN)
     dirty_adv = torch.where(mask, adv, float("inf"))
     for mode in AGG_MODES:
-        full, _ = ppo_policy_loss(logp, dirty_old, dirty_adv, mask, agg=mode)
+        den = denominator(mask, mode, torch.tensor([0, 0, 1, 1]))
+        per_row = isinstance(den, torch.Tensor)
+        full, _ = ppo_policy_loss(
+            logp, dirty_old, dirty_adv, mask, agg=mode, global_denominator=den if per_row else None
+        )
         (grad_full,) = torch.autograd.grad(full, logp)
         assert torch.isfinite(full) and torch.isfinite(grad_full).all()
-        den = aggregation_denominator(mask, mode)
         parts = [
-            ppo_policy_loss(logp[r], old[r], adv[r], mask[r], agg=mode, global_denominator=den)[0]
+            ppo_policy_loss(
+                logp[r],
+                old[r],
+                adv[r],
+                mask[r],
+                agg=mode,
+                global_denominator=den[r] if per_row else den,
+            )[0]
             for r in (slice(0, 1), slice(1, 4))
         ]
         (grad_micro,) = torch.autograd.grad(sum(parts), logp)

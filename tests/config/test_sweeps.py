@@ -34,7 +34,13 @@ from tests.wandb_offline import _payloads, read_offline_run
 
 RLEXP_TRAIN = Path(sys.executable).parent / "rlexp-train"
 JOBLIB = "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher"
-QUICK_SWEEPS = {"lambda_ablation", "group_size", "group_size_fixed_prompts", "algorithms"}
+QUICK_SWEEPS = {
+    "lambda_ablation",
+    "group_size",
+    "group_size_fixed_prompts",
+    "algorithms",
+    "scalerl_loo",
+}
 
 
 def _compose(overrides: list[str], hydra: bool = False):

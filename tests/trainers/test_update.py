@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from rlexp.algos.losses import POLICY_LOSSES
+from rlexp.algos.losses import AGG_MODES, POLICY_LOSSES
 from rlexp.data.prompts import left_pad
 from rlexp.data.tasks import build_task
 from rlexp.evaluation.heldout import evaluate
@@ -73,9 +73,7 @@ def _algo(**kw):
     return OmegaConf.structured(AlgorithmConfig(**(base | kw)))
 
 
-@pytest.mark.parametrize(
-    "agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
-)
+@pytest.mark.parametrize("agg", AGG_MODES)
 def test_gradient_is_the_same_however_the_batch_is_micro_batched(agg: str) -> None:
     model, _ = _model()
     batch = _batch(model)
@@ -91,6 +89,31 @@ def test_gradient_is_the_same_however_the_batch_is_micro_batched(agg: str) -> No
         )
         policy_update(m, opt, batch, algo, 1.0, torch.Generator().manual_seed(0))
         results.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    if agg == "prompt-mean-token-mean":  # against the loss written out, prompt by prompt
+        m = copy.deepcopy(model)
+        logp, ent = completion_logprobs(
+            m,
+            batch.prompt_ids,
+            batch.prompt_mask,
+            batch.completion_ids,
+            batch.completion_mask,
+            with_entropy=True,
+        )
+        ratio = (logp - batch.old_logp).exp()
+        per_token = (
+            -ratio * batch.advantages
+            + 0.1 * ((batch.ref_logp - logp).exp() - (batch.ref_logp - logp) - 1)
+            - 0.01 * ent
+        )
+        per_prompt = [
+            (per_token * batch.completion_mask)[batch.group_ids == g].sum()
+            / batch.completion_mask[batch.group_ids == g].sum()
+            for g in batch.group_ids.unique()
+        ]
+        torch.stack(per_prompt).mean().backward()
+        torch.optim.SGD(m.parameters(), lr=1.0).step()
+        reference = torch.cat([p.detach().flatten() for p in m.parameters()])
+        torch.testing.assert_close(results[0], reference, rtol=1e-5, atol=1e-6)
     start = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert not torch.allclose(results[0], start)  # the update moved the parameters
     for other in results[1:]:
