@@ -37,7 +37,7 @@ _TASK_KEYS_OFF = {"never_carry_from": 0}
 def sft_key(cfg: DictConfig) -> str:
     model = OmegaConf.to_container(cfg.model, resolve=True)
     # RL-only settings: one base for all of them
-    for key in ("sft_first", "lora", "ref_path", "gradient_checkpointing"):
+    for key in ("sft_first", "lora", "ref_path", "gradient_checkpointing", "fp32_lm_head"):
         model.pop(key, None)
     task = OmegaConf.to_container(cfg.task, resolve=True)
     for key, off in _TASK_KEYS_OFF.items():

@@ -60,3 +60,13 @@ def test_fp32_lm_head_with_vllm_is_a_config_error() -> None:
     pytest.importorskip("vllm")
     with pytest.raises(ConfigError, match="model.fp32_lm_head"):
         validate(compose_cfg(["rollout.engine=vllm", "model.fp32_lm_head=true"]))
+
+
+def test_the_sft_base_is_shared_with_and_without_the_fp32_head() -> None:
+    """An RL-only setting: the leave-one-out member without it must start from the same base
+    (and bases cached before the key existed stay valid: the default's key is unchanged)."""
+    from rlexp.trainers.sft_base import sft_key
+
+    default = sft_key(compose_cfg([]))
+    assert sft_key(compose_cfg(["model.fp32_lm_head=true"])) == default
+    assert default == "tiny-arithmetic-2f34533b9aed"  # the default base's key before the key
