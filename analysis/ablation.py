@@ -4,6 +4,9 @@ the asymptote A, or only the efficiency B / C_mid?).
 Input: ``scaling_fit.csv``'s rows (one per setting, with A, B, C_mid and their CIs), one of which
 is the whole recipe. The rule, stated in the report and applied per left-out piece:
 
+* **identical to the recipe** when the member measured exactly the recipe's points, seed for
+  seed (the piece never acted: an FP32 head on a float32 model, or dropping solved prompts in a
+  run too short to draw any prompt twice);
 * **moves A** when the member's A interval and the recipe's do not overlap;
 * otherwise **moves efficiency** when the B or the C_mid intervals do not overlap;
 * otherwise **no detectable effect**: every interval overlaps the recipe's;
@@ -20,7 +23,7 @@ import math
 import pandas as pd
 
 RULE = (
-    "moves A: the A intervals of member and recipe do not overlap; moves efficiency: they "
+    "identical: the member measured the recipe's points exactly (the piece never acted); moves A: the A intervals of member and recipe do not overlap; moves efficiency: they "
     "overlap but the B or C_mid intervals do not; no detectable effect: every interval overlaps; "
     "no interval: fewer than 3 seeds or a failed refit (95 % jackknife intervals over seeds)"
 )
@@ -35,8 +38,24 @@ def _disjoint(a: tuple[float, float] | None, b: tuple[float, float] | None) -> b
     return a is not None and b is not None and (a[1] < b[0] or b[1] < a[0])
 
 
-def effect_verdict(recipe: pd.Series, member: pd.Series) -> str:
-    """The rule of the module docstring for one left-out piece."""
+def same_points(points: pd.DataFrame, setting: str, recipe: str) -> bool:
+    """Did ``setting``'s runs measure exactly ``recipe``'s (step, compute, value) points, run for
+    run in member order (seeds), whatever the run directories are called?"""
+
+    def runs(name: str) -> list[list[tuple]]:
+        part = points[points["setting"].astype(str) == name]
+        order = sorted(part["run"].unique(), key=lambda r: (len(str(r)), str(r)))
+        cols = ["step", "compute", "value"]
+        return [list(part[part["run"] == r][cols].itertuples(index=False)) for r in order]
+
+    mine, theirs = runs(setting), runs(recipe)
+    return bool(mine) and mine == theirs
+
+
+def effect_verdict(recipe: pd.Series, member: pd.Series, identical: bool = False) -> str:
+    """The rule of the module docstring for one left-out piece (``identical``: ``same_points``)."""
+    if identical:
+        return "identical to the recipe (the piece never acted)"
     if not (bool(recipe.get("has_ci")) and bool(member.get("has_ci"))):
         return "no interval"
     if _disjoint(_interval(member, "A"), _interval(recipe, "A")):
@@ -47,9 +66,12 @@ def effect_verdict(recipe: pd.Series, member: pd.Series) -> str:
     return "no detectable effect"
 
 
-def component_effects(table: pd.DataFrame, knob: str, recipe: str = "none") -> pd.DataFrame:
+def component_effects(
+    table: pd.DataFrame, knob: str, recipe: str = "none", identical: frozenset[str] = frozenset()
+) -> pd.DataFrame:
     """One row per left-out piece (``table[knob]`` ≠ ``recipe``): its A, B, C_mid with CIs, the
-    recipe's A, and ``verdict`` by ``effect_verdict``. Empty without the recipe's row."""
+    recipe's A, and ``verdict`` by ``effect_verdict``; ``identical``: the settings (``table``'s
+    ``setting``) that measured the recipe's points. Empty without the recipe's row."""
     values = table[knob].astype(str)
     if recipe not in set(values):
         return pd.DataFrame()
@@ -64,7 +86,8 @@ def component_effects(table: pd.DataFrame, knob: str, recipe: str = "none") -> p
             "recipe_A_low": base["A_low"],
             "recipe_A_high": base["A_high"],
         }
-        rows.append(row | {"verdict": effect_verdict(base, member)})
+        same = str(member.get("setting")) in identical
+        rows.append(row | {"verdict": effect_verdict(base, member, same)})
     return pd.DataFrame(rows)
 
 

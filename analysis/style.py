@@ -14,11 +14,12 @@ from matplotlib.figure import Figure
 logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 # Okabe & Ito (2008) colour-blind-safe palette, black dropped (reserved for annotations).
-PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442"]
+# Okabe-Ito's 8 colour-blind-safe colours: 8 settings (a leave-one-out sweep) stay distinct
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 # Fixed colours and markers per model label, so SFT and RL look the same in every figure.
 MODEL_COLORS = {"sft": "#0072B2", "base": "#0072B2", "instruct": "#0072B2", "rl": "#D55E00"}
 MODEL_MARKERS = {"sft": "o", "base": "o", "instruct": "o", "rl": "s"}
-MARKERS = ["o", "s", "^", "D", "v", "P", "X"]
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 COLUMN_WIDTH = 3.4  # inches, one column of a two-column paper
 TEXT_WIDTH = 6.8  # inches, the full text width
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analysis.ablation import component_effects, effects_markdown
+from analysis.ablation import component_effects, effects_markdown, same_points
 from analysis.load import (
     STEP,
     load_eval,
@@ -420,7 +420,13 @@ def _scaling(df, members, knobs, out, shown: _Shown) -> list[Path]:
     (out / "scaling_fit.tex").write_text(scaling_latex(table, knobs))
     files = [out / "scaling_fit.csv", out / "scaling_fit.tex"]
     if LOO_KNOB in knobs:  # a leave-one-out sweep (sweeps/scalerl_loo.yaml): what each piece moves
-        effects = component_effects(table, LOO_KNOB)
+        values = table[LOO_KNOB].astype(str)
+        pairs = zip(table["setting"], values, strict=True)
+        recipe = next((str(s) for s, v in pairs if v == "none"), None)
+        identical = frozenset(
+            str(s) for s in table["setting"] if recipe and same_points(points, str(s), recipe)
+        )
+        effects = component_effects(table, LOO_KNOB, identical=identical)
         if not effects.empty:
             text = effects_markdown(effects)
             effects.to_csv(out / "component_effects.csv", index=False)

@@ -13,7 +13,10 @@ from torch import nn
 import rlexp.trainers.rl
 from benchmarks.resume_demo import max_difference, side_by_side, step_rows
 from rlexp.config.validate import validate
-from rlexp.rollout.lag import LaggedPolicy
+from rlexp.models.logprobs import completion_logprobs
+from rlexp.models.tiny import build_tiny_llama
+from rlexp.models.tokenizer import build_char_tokenizer
+from rlexp.rollout.lag import LaggedPolicy, cpu_weights
 from rlexp.runtime.errors import ConfigError
 from tests.conftest import compose_cfg
 from tests.trainers.test_resume import GRPO, _run
@@ -58,19 +61,42 @@ def test_the_behaviour_policy_trails_by_lag_steps_and_survives_a_save(
 def test_a_run_samples_with_the_weights_of_lag_steps_before(
     tmp_path: Path, shared_cache: Path, monkeypatch
 ) -> None:
-    """What the engine samples from at step t holds the policy's weights of step t − 2."""
-    real_collect, seen = rlexp.trainers.rl.collect, []
+    """The behaviour log-probs of step t (the sampler's, the ratio's denominator) equal a
+    teacher-forced pass of the policy's weights of step t − 2, and not of step t's."""
+    real_collect, seen, weights, batches = rlexp.trainers.rl.collect, [], [], []
 
     def collect(policy, *args, engine, old_logp_model, **kw):
-        seen.append((fingerprint(policy), fingerprint(engine.policy), old_logp_model is policy))
-        return real_collect(policy, *args, engine=engine, old_logp_model=old_logp_model, **kw)
+        seen.append((fingerprint(engine.policy), old_logp_model is policy))
+        weights.append(cpu_weights(policy))  # θ_t, the policy before update t
+        batch, stats = real_collect(
+            policy, *args, engine=engine, old_logp_model=old_logp_model, **kw
+        )
+        batches.append(batch)
+        return batch, stats
 
     monkeypatch.setattr(rlexp.trainers.rl, "collect", collect)
     out = _run(tmp_path / "run", shared_cache, *GRPO, "steps=5", "eval_every=5", "rollout.lag=2")
-    current = [c for c, _, _ in seen]
-    assert [s for _, s, _ in seen] == [current[max(0, t - 2)] for t in range(5)]
-    assert len(set(current)) == 5  # every update moved the policy: the lag is real
-    assert not any(same for _, _, same in seen)  # the ratio's denominator: the behaviour policy
+    model = build_tiny_llama(build_char_tokenizer(), hidden_size=32, num_layers=1, num_heads=2)
+
+    def teacher_forced(state: dict, batch) -> torch.Tensor:
+        model.load_state_dict(state)
+        with torch.no_grad():
+            return completion_logprobs(
+                model,
+                batch.prompt_ids,
+                batch.prompt_mask,
+                batch.completion_ids,
+                batch.completion_mask,
+            )
+
+    for t, batch in enumerate(batches):
+        real = batch.completion_mask > 0
+        lagged = teacher_forced(weights[max(0, t - 2)], batch)
+        assert (lagged - batch.old_logp)[real].abs().max() < 1e-4, t
+        if t >= 1:  # the current weights give other log-probs: the lag is real
+            current = teacher_forced(weights[t], batch)
+            assert (current - batch.old_logp)[real].abs().max() > 1e-3, t
+    assert not any(same for _, same in seen)  # the ratio's denominator: the behaviour policy
     rows = step_rows(out)
     assert [rows[t]["rollout/lag"] for t in range(5)] == [0, 1, 2, 2, 2]
     assert all(rows[t]["train/grad_norm"] > 0 for t in range(5))
