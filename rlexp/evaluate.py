@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import hydra
@@ -15,6 +16,8 @@ from rlexp.config.validate import check_known_keys
 from rlexp.evaluation.samples import job_from_run, run_eval
 from rlexp.runtime.errors import ConfigError
 from rlexp.runtime.paths import CONF_DIR
+
+_log = logging.getLogger(__name__)
 
 register_configs()
 
@@ -32,7 +35,7 @@ def main(cfg: DictConfig) -> None:
     except (FileNotFoundError, ConfigError) as err:  # ConfigError: a bad task data file
         print(f"rlexp-eval: {err}", file=sys.stderr)
         sys.exit(2)
-    print(
+    _log.info(
         f"{summary['model']}: accuracy {summary['accuracy']:.3f}, pass@{summary['n_samples']} "
         f"{summary['pass@n']:.3f} over {summary['n_problems']} problems -> {cfg.output_dir}"
     )

@@ -9,6 +9,7 @@ directory is reused, so a rerun resumes; a rerun with different settings is refu
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from rlexp.runtime.errors import ConfigError
 from rlexp.runtime.io import atomic_write_json, read_run_record
 from rlexp.runtime.paths import CONF_DIR
 from rlexp.train import main_guard, run
+
+_log = logging.getLogger(__name__)
 
 # Settings that may change between a study and its rerun: where and how fast, not what.
 _RERUN_FREE = ("output_dir", "resume", "threads", "device", "logger", "cache_dir")
@@ -125,14 +128,14 @@ def run_tier(cfg: DictConfig) -> dict:
         rl_eval = study_dir / "eval" / f"rl_seed_{seed}"
         if not (rl_eval / "summary.json").exists():
             policy = latest_checkpoint(run_dir) / "policy"
-            print(run_eval(_eval_cfg(cfg, str(policy), "RL", seed, rl_eval)))
+            _log.info("%s", run_eval(_eval_cfg(cfg, str(policy), "RL", seed, rl_eval)))
     sft_eval = study_dir / "eval" / "sft"
     if not (sft_eval / "summary.json").exists():
-        print(run_eval(_eval_cfg(cfg, base, "SFT", cfg.study.seeds[0], sft_eval)))
+        _log.info("%s", run_eval(_eval_cfg(cfg, base, "SFT", cfg.study.seeds[0], sft_eval)))
     study = {"ks": list(cfg.study.ks), "seeds": list(cfg.study.seeds), "base_checkpoint": base}
     atomic_write_json(study_dir / "study.json", study)
     result = analyze_study(study_dir)
-    print((study_dir / "report.md").read_text())
+    _log.info("%s", (study_dir / "report.md").read_text())
     return result
 
 
@@ -149,7 +152,7 @@ def run_study(cfg: DictConfig) -> dict:
     results = {name: run_tier(tier) for name, tier in tiers.items()}
     atomic_write_json(study_dir / "study.json", {"tiers": list(tiers)})
     combined = analyze_tiers(study_dir, list(tiers))
-    print((study_dir / "report.md").read_text())
+    _log.info("%s", (study_dir / "report.md").read_text())
     return combined | {"tiers": results}
 
 

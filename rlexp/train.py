@@ -27,6 +27,7 @@ from rlexp.runtime.checkpoint import (
     load_trainer_state,
     remove_partial,
 )
+from rlexp.runtime.console import run_log
 from rlexp.runtime.distributed import broadcast_object, init_distributed, is_main
 from rlexp.runtime.errors import ConfigError, DataError, check
 from rlexp.runtime.io import atomic_write_json, read_run_record
@@ -101,7 +102,8 @@ def run(cfg: DictConfig) -> float:
                 f"{status.get('status', 'unknown')}): resume=true continues it; choose another "
                 "output_dir (or hydra.run.dir), or delete it to start over"
             )
-        return _train(cfg, run_dir)
+        with run_log(run_dir):  # logging: the console, and <run_dir>/train.log
+            return _train(cfg, run_dir)
 
 
 def _train(cfg: DictConfig, run_dir: Path) -> float:

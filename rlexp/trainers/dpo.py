@@ -7,6 +7,7 @@ the policy's own weights before the first update, so no second model is held in 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -43,6 +44,8 @@ from rlexp.trainers.offline import (
     validate_offline,
     warmup_adamw,
 )
+
+_log = logging.getLogger(__name__)
 
 
 def sampled_pairs(policy, tokenizer, task: Task, cfg) -> tuple[list[Pair], dict[str, float]]:
@@ -139,7 +142,7 @@ def run_dpo(
     encoded = [encode_pair(tokenizer, p) for p in pairs]
     ref = reference_logps(policy, encoded, tokenizer.pad_token_id, cfg.algorithm.micro_batch_size)
     stats |= {"dpo/pairs": float(len(pairs)), "time/build_data": time.perf_counter() - t0}
-    print(f"dpo: {len(pairs)} pairs from " + _source(d, stats))
+    _log.info("dpo: %d pairs from %s", len(pairs), _source(d, stats))
     update = DPOUpdate(cfg, policy, encoded, ref, tokenizer.pad_token_id)
     final = offline_loop(cfg, policy, tokenizer, task, logger, update, stats)
     save_final(run_dir, cfg.steps, policy, tokenizer, logger)

@@ -9,6 +9,7 @@ stores each ``schema`` as the option ``<kind>_schema`` of the group ``algorithm`
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,8 @@ from omegaconf import MISSING, DictConfig
 
 from rlexp.data.tasks.base import Task
 from rlexp.runtime.registry import Registry
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -67,7 +70,7 @@ def print_base_to_final(run_dir: Path, final: dict) -> None:
     first = _first_eval(run_dir)
     for key in ("eval/sampled_accuracy", "eval/greedy_accuracy"):
         if key in final:
-            print(f"{key}: base {first.get(key, float('nan')):.3f} -> final {final[key]:.3f}")
+            _log.info("%s: base %.3f -> final %.3f", key, first.get(key, float("nan")), final[key])
 
 
 def _first_eval(run_dir: Path) -> dict:

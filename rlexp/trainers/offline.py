@@ -5,6 +5,7 @@ checkpoint as an RL run.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -21,11 +22,14 @@ from rlexp.evaluation.heldout import generate_texts, heldout_eval
 from rlexp.models.build import init_model
 from rlexp.models.load import load_policy
 from rlexp.runtime.checkpoint import WithTokenizer, save_checkpoint
+from rlexp.runtime.console import eval_line
 from rlexp.runtime.errors import check
 from rlexp.runtime.guards import check_finite_metrics
 from rlexp.runtime.tracking import RunLogger
 from rlexp.trainers.kinds import RunContext, print_base_to_final
 from rlexp.trainers.sft_base import start_checkpoint
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -107,6 +111,7 @@ def offline_loop(
         if step % cfg.eval_every == 0 or step == cfg.steps:
             last_eval = heldout_eval(policy, tokenizer, task, cfg)
             row |= last_eval
+            _log.info(eval_line(step, last_eval))
         if step < cfg.steps:
             t0 = time.perf_counter()
             row |= update()

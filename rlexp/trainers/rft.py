@@ -5,6 +5,7 @@ fine-tune on them with the SFT loss of ``rlexp.trainers.sft`` (its encoding, col
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,8 @@ from rlexp.trainers.offline import (
     warmup_adamw,
 )
 from rlexp.trainers.sft import encode_examples, sft_update
+
+_log = logging.getLogger(__name__)
 
 
 def keep_correct(groups: Sequence[SampleGroup]) -> tuple[list[Problem], dict[str, float]]:
@@ -80,7 +83,7 @@ def run_rft(
     )
     examples, stats = keep_correct(groups)
     stats |= sampling_stats(groups, "rft") | {"time/build_data": time.perf_counter() - t0}
-    print(
+    _log.info(
         f"rft: kept {len(examples)} correct completions from {len(groups)} prompts × k={r.k} "
         f"({stats['rft/kept_per_prompt']:.2f} per prompt, "
         f"{stats['rft/prompts_with_kept_frac']:.0%} of prompts with at least one)"

@@ -6,6 +6,7 @@ and critic, and the registries supply the functions.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -46,6 +47,7 @@ from rlexp.runtime.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from rlexp.runtime.console import eval_line
 from rlexp.runtime.distributed import (
     all_gather_objects,
     all_reduce_scalar,
@@ -70,6 +72,8 @@ from rlexp.trainers.update import critic_update, policy_update
 
 # the loss and advantage statistics of a step's row that must be finite
 GUARDED_METRICS = ("loss/policy", "loss/kl", "adv/mean", "adv/std", "critic/value_loss")
+
+_log = logging.getLogger(__name__)
 
 
 class RLTrainer:
@@ -408,6 +412,8 @@ class RLTrainer:
             if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
                 last_eval = self.evaluate()
                 row |= last_eval
+                if is_main():
+                    _log.info(eval_line(self.step, last_eval))
             if self.step == cfg.steps:
                 self.logger.log(row)
                 break

@@ -6,6 +6,7 @@ solution and EOS tokens only. AdamW with linear warm-up and cosine decay to ``mi
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +18,8 @@ from tqdm.auto import tqdm
 
 from rlexp.data.prompts import prompt_token_ids, right_pad
 from rlexp.data.tasks.base import Problem, Task
+
+_log = logging.getLogger(__name__)
 
 IGNORE = -100
 HELDOUT_PROBLEMS = 512  # the held-out loss is measured on the first 512 test problems
@@ -147,6 +150,12 @@ def train_sft(
                 final.update(evaluate())
             final["sft/elapsed_s"] = time.perf_counter() - start
             log(final)
+            _log.info(
+                "sft step %d: held-out loss %.4f%s",
+                step,
+                final["sft/heldout_loss"],
+                "".join(f", {k} {v:.3f}" for k, v in final.items() if k.endswith("accuracy")),
+            )
             bar.set_postfix(loss=f"{final['sft/heldout_loss']:.3f}")
         if step == cfg.steps:
             break

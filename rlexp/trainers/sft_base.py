@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,8 @@ from rlexp.runtime.checkpoint import atomic_dir, commit_dir, unreadable_weights
 from rlexp.runtime.errors import DataError
 from rlexp.trainers.kinds import TRAINERS, AlgorithmConfig, RunContext, TrainerKind
 from rlexp.trainers.sft import heldout_loss_floor, heldout_problems, train_sft
+
+_log = logging.getLogger(__name__)
 
 SFT_FORMAT_VERSION = 1  # bump when the SFT recipe's code changes what it produces
 # Task keys added after version 1, left out of the key at their "off" value so that the bases
@@ -109,7 +112,7 @@ def ensure_sft_base(
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            print(f"waiting for another job to finish the SFT base {target} ...", flush=True)
+            _log.info("waiting for another job to finish the SFT base %s ...", target)
             lock.acquire()
         try:
             if not (target / "config.json").exists():  # else: trained while this job waited
@@ -180,9 +183,11 @@ def run_sft(ctx: RunContext) -> dict[str, float]:
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     commit_dir(tmp, run_dir / "final")
-    print(
-        f"SFT model saved to {run_dir / 'final'}: held-out loss {final['sft/heldout_loss']:.4f}, "
-        f"sampled accuracy {final.get('sft/sampled_accuracy', float('nan')):.3f}"
+    _log.info(
+        "SFT model saved to %s: held-out loss %.4f, sampled accuracy %.3f",
+        run_dir / "final",
+        final["sft/heldout_loss"],
+        final.get("sft/sampled_accuracy", float("nan")),
     )
     return final
 

@@ -252,9 +252,7 @@ def test_a_bad_pairs_file_stops_the_run_before_any_training(tmp_path: Path) -> N
     assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
 
 
-def test_dpo_from_a_pairs_file_trains_logs_and_saves(
-    tmp_path: Path, shared_cache: Path, capsys
-) -> None:
+def test_dpo_from_a_pairs_file_trains_logs_and_saves(tmp_path: Path, shared_cache: Path) -> None:
     task = build_task("arithmetic", n_train=400, n_test=40)
     rows = [
         {"prompt": p.prompt, "chosen": p.solution, "rejected": f"####{int(p.answer) + 1}"}
@@ -277,7 +275,7 @@ def test_dpo_from_a_pairs_file_trains_logs_and_saves(
     assert steps[-1]["dpo/reward_margin"] > 0
     assert "eval/sampled_accuracy" in metrics[0] and "eval/greedy_accuracy" in metrics[-1]
     assert (out / "checkpoints" / "step_000003" / "policy" / "config.json").exists()
-    assert "eval/sampled_accuracy: base" in capsys.readouterr().out
+    assert "eval/sampled_accuracy: base" in (out / "train.log").read_text()  # the run's log
 
 
 def test_micro_batches_give_the_full_batch_gradient() -> None:
