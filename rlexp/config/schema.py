@@ -138,6 +138,7 @@ class JsonlTaskConfig:
     answer_key: str = MISSING  # the worked solution: the SFT target, holding the final answer
     prompt_template: str = MISSING  # {question} is replaced
     answer_format: str = MISSING  # hash_number (#### 72) | boxed (last \boxed{...})
+    verifier: str = MISSING  # exact | math_verify (equivalent values: 0.5 = \frac{1}{2})
     n_train: int | None = None  # the first n problems of train_file; null: all
     n_test: int | None = None
 

@@ -43,6 +43,7 @@ def sft_key(cfg: DictConfig) -> str:
     for key in ("sft_first", "lora", "ref_path", "gradient_checkpointing", "fp32_lm_head"):
         model.pop(key, None)
     task = OmegaConf.to_container(cfg.task, resolve=True)
+    task.pop("verifier", None)  # how RL scores answers, not what SFT imitates
     for key, off in _TASK_KEYS_OFF.items():
         if task.get(key, off) == off:
             task.pop(key, None)

@@ -114,7 +114,7 @@ def test_gsm8k_verifier(gsm8k, completion: str, correct: bool, well_formed: bool
         ("so the answer is $\\boxed{\\frac{1}{2}}$.", True, True),
         ("$\\boxed{\\dfrac {1} {2}}$", True, True),
         ("\\boxed{\\frac{1}{3}} no wait \\boxed{\\frac{1}{2}}", True, True),
-        ("\\boxed{0.5}", False, True),  # equivalent, but the light normaliser does not know
+        ("\\boxed{0.5}", True, True),  # equivalent: math-verify compares the values
         ("\\boxed{\\frac{1}{2}", False, False),  # never closes
         ("#### 1/2", False, False),
         ("", False, False),

@@ -18,6 +18,7 @@ from typing import Any
 
 from rlexp.data.tasks.answers import ANSWER_FORMATS, AnswerFormat
 from rlexp.data.tasks.base import CHAR_ALPHABETS, TASKS, TEXT_ALPHABET, Problem, Task
+from rlexp.data.tasks.equivalence import VERIFIERS, math_equal
 from rlexp.runtime.errors import ConfigError, DataError, json_object
 
 GSM8K_TEMPLATE = "Question: {question}\nAnswer:\n"
@@ -40,12 +41,22 @@ class JsonlTask(Task):
     """Free-text solutions; the final answer is found and compared by ``answer_format``."""
 
     answer_format: AnswerFormat = ANSWER_FORMATS["hash_number"]
+    verifier: str = "exact"  # exact: the canonical forms match | math_verify: also equivalent
 
     def normalize_answer(self, s: str) -> str:
         return self.answer_format.normalize(s) or " ".join(s.split())
 
     def extract_answer(self, completion: str) -> str | None:
         return self.answer_format.extract(completion)
+
+    def is_correct(self, completion: str, problem: Problem) -> bool:
+        """The canonical forms agree, or (``verifier=math_verify``) math-verify finds the two
+        answers equivalent (``rlexp.data.tasks.equivalence``)."""
+        answer = self.extract_answer(completion)
+        if answer is None:
+            return False
+        gold = self.normalize_answer(problem.answer)
+        return answer == gold or (self.verifier == "math_verify" and math_equal(gold, answer))
 
 
 def parse_line(line: str, fields: Fields, where: str) -> tuple[str, str, str, dict[str, Any]]:
@@ -115,8 +126,11 @@ def make_jsonl_task(
     answer_format: str,
     n_train: int | None = None,
     n_test: int | None = None,
+    verifier: str = "exact",
 ) -> JsonlTask:
     """A task of two JSONL files (train and test splits) checked line by line."""
+    if verifier not in VERIFIERS:
+        raise ConfigError(f"task.verifier={verifier} is unknown; choose: {list(VERIFIERS)}")
     if answer_format not in ANSWER_FORMATS:
         raise ConfigError(
             f"task.answer_format={answer_format} is unknown; choose: {ANSWER_FORMATS.names()}"
@@ -137,6 +151,7 @@ def make_jsonl_task(
         answer_format=answer_format,
         n_train=n_train,
         n_test=n_test,
+        verifier=verifier,
     )
     return JsonlTask(
         name=name,
@@ -145,6 +160,7 @@ def make_jsonl_task(
         params=params,
         marker=fmt.marker,
         answer_format=fmt,
+        verifier=verifier,
     )
 
 
@@ -156,6 +172,7 @@ DATASET_DEFAULTS: dict[str, dict[str, str]] = {
         answer_key="answer",
         prompt_template=GSM8K_TEMPLATE,
         answer_format="hash_number",
+        verifier="exact",  # numbers: their canonical forms already match (1,000 = 1000.0)
     ),
     # MATH: {"problem": ..., "solution": "... $\boxed{\frac{1}{2}}$."}; LaTeX answers
     "math": dict(
@@ -163,6 +180,7 @@ DATASET_DEFAULTS: dict[str, dict[str, str]] = {
         answer_key="solution",
         prompt_template=MATH_TEMPLATE,
         answer_format="boxed",
+        verifier="math_verify",  # 0.5 = \frac{1}{2}: LaTeX answers compared by their value
     ),
 }
 
