@@ -59,6 +59,7 @@ class _TqdmHandler(logging.StreamHandler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             tqdm.write(self.format(record), file=self.stream)
+            self.flush()  # as StreamHandler does: a piped stdout (SLURM's log) gets it now
         except Exception:  # logging's own convention: report, never raise
             self.handleError(record)
 

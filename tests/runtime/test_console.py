@@ -5,6 +5,7 @@ quietened as in any Hydra app."""
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,3 +61,26 @@ def test_the_console_has_one_line_per_evaluation_and_no_library_bars(tmp_path: P
     quiet = train(tmp_path / "quiet2", "hydra.job_logging.handlers.console.level=WARNING")
     assert "step 0:" not in quiet.stdout and "base 0.000 -> final" not in quiet.stdout
     assert "][INFO] - step 0:" in (tmp_path / "quiet2" / "train.log").read_text()
+
+
+def test_a_log_line_is_flushed_at_once_to_a_piped_console(tmp_path: Path) -> None:
+    """A pipe is block-buffered: without a flush, SLURM's output file got the lines at exit,
+    after the stop signal's line on stderr."""
+    code = (
+        "import logging, sys, time\n"
+        "from pathlib import Path\n"
+        "from rlexp.runtime.console import run_log\n"
+        "logging.basicConfig(level=logging.INFO, stream=sys.stdout, format='%(message)s')\n"
+        f"with run_log(Path({str(tmp_path)!r})):\n"
+        "    logging.getLogger('rlexp.x').info('first')\n"
+        "    print('then stderr', file=sys.stderr, flush=True)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # a plain pipe
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+    assert out.stdout.splitlines()[-2:] == ["first", "then stderr"]
