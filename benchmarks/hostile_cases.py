@@ -31,22 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # tests.wandb_offline reads the offline W&B runs
+sys.path.insert(0, str(ROOT))  # tests.conftest's sizes; tests.wandb_offline reads W&B's files
+
+from tests.conftest import TINY as TEST_SIZES  # noqa: E402
+
 BIN = Path(sys.executable).parent
-TINY = [  # tests/conftest.py's TINY sizes, one thread (the cases run one at a time)
-    "task.n_train=400",
-    "task.n_test=40",
-    "sft.steps=40",
-    "sft.batch_size=32",
-    "sft.eval_every=20",
-    "eval.n_problems=8",
-    "eval.n_samples=2",
-    "rollout.max_new_tokens=24",
-    "model.hidden_size=32",
-    "model.num_layers=1",
-    "model.num_heads=2",
-    "threads=1",
-]
+TINY = [*TEST_SIZES, "threads=1"]  # the test suite's sizes; the cases run one at a time
 
 
 NOISE = re.compile(r"^wandb:|(it/s|s/it)[,\]]|HYDRA_FULL_ERROR|^Command exited with")
@@ -94,6 +84,20 @@ def train(out: Path, *args: str, cache: Path | None = None, timeout: float = 300
         f"cache_dir={cache or CACHE}",
         timeout=timeout,
     )
+
+
+def start_train(out: Path, *args: str) -> subprocess.Popen:
+    """``rlexp-train`` on the TINY sizes in the background (its output: stdout and stderr)."""
+    cmd = [str(BIN / "rlexp-train"), *TINY, *args, f"output_dir={out}", f"cache_dir={CACHE}"]
+    return subprocess.Popen(
+        cmd, env=ENV, cwd=WORK, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def wait_for(path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.3)
 
 
 def one_line_error(res: Result, *needles: str) -> tuple[bool, str]:
@@ -219,26 +223,10 @@ def resume_steps_below_checkpoint(work: Path) -> tuple[bool, str]:
 # --- item 5: one run per directory -------------------------------------------------------------
 def concurrent_runs(work: Path) -> tuple[bool, str]:
     out = work / "shared_dir"
-    args = [
-        *TINY,
-        "steps=200",
-        "save_every=100",
-        "eval_every=200",
-        f"output_dir={out}",
-        f"cache_dir={CACHE}",
-    ]
-    first = subprocess.Popen(
-        [str(BIN / "rlexp-train"), *args],
-        env=ENV,
-        cwd=WORK,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 120
-    while not (out / "metrics.jsonl").exists() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    second = cli("rlexp-train", *args)
+    args = ["steps=200", "save_every=100", "eval_every=200"]
+    first = start_train(out, *args)
+    wait_for(out / "metrics.jsonl", 120)
+    second = train(out, *args)
     first_out, _ = first.communicate(timeout=300)
     ok2, text = one_line_error(second, "is in use by another run")
     steps = steps_logged(out)
@@ -415,25 +403,8 @@ def huge_gsm8k_line(work: Path) -> tuple[bool, str]:
 def signalled(sig: signal.Signals, code: int) -> Callable[[Path], tuple[bool, str]]:
     def case(work: Path) -> tuple[bool, str]:
         out = work / f"sig_{sig.name}"
-        args = [
-            *TINY,
-            "steps=40",
-            "save_every=2",
-            "eval_every=40",
-            f"output_dir={out}",
-            f"cache_dir={CACHE}",
-        ]
-        proc = subprocess.Popen(
-            [str(BIN / "rlexp-train"), *args],
-            env=ENV,
-            cwd=WORK,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        deadline = time.monotonic() + 180
-        while not (out / "checkpoints" / "step_000002").exists() and time.monotonic() < deadline:
-            time.sleep(0.3)
+        proc = start_train(out, "steps=40", "save_every=2", "eval_every=40")
+        wait_for(out / "checkpoints" / "step_000002", 180)
         proc.send_signal(sig)
         text_out, _ = proc.communicate(timeout=120)
         res = Result(proc.returncode, text_out, 0.0)
@@ -444,8 +415,11 @@ def signalled(sig: signal.Signals, code: int) -> Callable[[Path], tuple[bool, st
         wandb_exit = read_offline_runs(out)[-1]["exit_code"]
         resumed = cli("rlexp-train", "resume=true", f"output_dir={out}", "steps=6")
         steps = steps_logged(out)
+        stop = f"rlexp: stopped by {sig.name}; the run is marked failed"
+        said = next((ln for ln in res.out.splitlines() if stop in ln), res.last_line)
         ok = (
-            res.rc == code
+            said.startswith(stop)  # on a line of its own, not after the progress bar
+            and res.rc == code
             and "Traceback" not in res.out
             and info["status"] == "failed"
             and sig.name in info["error"]
@@ -454,7 +428,7 @@ def signalled(sig: signal.Signals, code: int) -> Callable[[Path], tuple[bool, st
             and steps == list(range(7))
         )
         return ok, (
-            f"exit {res.rc}: `{clip(res.last_line, 120)}`; run_info {info['status']} "
+            f"exit {res.rc}: `{clip(said, 120)}`; run_info {info['status']} "
             f"(`{clip(info['error'], 60)}`), W&B exit code {wandb_exit}, kept {ckpt.name}; "
             f"resume=true: exit {resumed.rc}, steps 0..6 each once: {steps == list(range(7))}"
         )

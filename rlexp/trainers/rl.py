@@ -407,34 +407,36 @@ class RLTrainer:
             dynamic_ncols=True,
             disable=not is_main(),
         )
-        while True:
-            row: dict[str, float] = {"train/step": self.step}
-            if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
-                last_eval = self.evaluate()
-                row |= last_eval
-                if is_main():
-                    _log.info(eval_line(self.step, last_eval))
-            if self.step == cfg.steps:
+        try:  # a stop (an error, a signal) closes the bar first: its message gets a line
+            while True:
+                row: dict[str, float] = {"train/step": self.step}
+                if self.step % cfg.eval_every == 0 or self.step == cfg.steps:
+                    last_eval = self.evaluate()
+                    row |= last_eval
+                    if is_main():
+                        _log.info(eval_line(self.step, last_eval))
+                if self.step == cfg.steps:
+                    self.logger.log(row)
+                    break
+                try:
+                    row |= self.train_step()
+                    row |= {
+                        "train/samples": self.samples_seen,
+                        "train/sampled_tokens": self.tokens_seen,
+                    }
+                    check_finite_metrics(row, GUARDED_METRICS)  # a diverged run stops here
+                except FloatingPointError as err:
+                    raise self._diverged(err) from err
+                self.step += 1
                 self.logger.log(row)
-                break
-            try:
-                row |= self.train_step()
-                row |= {
-                    "train/samples": self.samples_seen,
-                    "train/sampled_tokens": self.tokens_seen,
-                }
-                check_finite_metrics(row, GUARDED_METRICS)  # a diverged run stops here
-            except FloatingPointError as err:
-                raise self._diverged(err) from err
-            self.step += 1
-            self.logger.log(row)
-            bar.update(1)
-            bar.set_postfix(
-                reward=f"{row.get('train/reward_mean', float('nan')):.3f}",
-                acc=f"{row.get('train/accuracy', float('nan')):.3f}",
-            )
-            if self.step % cfg.save_every == 0 and self.step < cfg.steps:
-                self.save()
-        bar.close()
+                bar.update(1)
+                bar.set_postfix(
+                    reward=f"{row.get('train/reward_mean', float('nan')):.3f}",
+                    acc=f"{row.get('train/accuracy', float('nan')):.3f}",
+                )
+                if self.step % cfg.save_every == 0 and self.step < cfg.steps:
+                    self.save()
+        finally:
+            bar.close()
         self.save()
         return last_eval
