@@ -1,6 +1,6 @@
 """Re-try issue 15's bad inputs by hand: each case runs the real CLI, as a careless user would.
 
-    python benchmarks/hostile_cases.py                 # every case, ~15 min on 2 cores
+    python benchmarks/hostile_cases.py                 # every case, ~8 min on 2 cores (472 s measured)
     python benchmarks/hostile_cases.py --only 7,13     # the cases of some items of issue 15
     python benchmarks/hostile_cases.py --keep /tmp/hc  # keep the runs (default: a temp dir)
 
