@@ -26,7 +26,7 @@ from analysis.study import (
     study_per_problem,
     summarize_models,
 )
-from analysis.sweep import analyze_sweep, analyze_wandb
+from analysis.sweep import analyze_sweep, analyze_wandb, eval_notes, note_for
 
 MAIN_METRICS = [
     "train/reward_mean",
@@ -69,10 +69,11 @@ def analyze_run(
     info = run["info"]
     error = f" ({info['error']})" if info.get("error") else ""
     print(f"run {run_dir}: status {info.get('status', 'unknown')}{error}")
-    files = []
+    files, notes = [], eval_notes([run], None)
     for metric in _present(run["metrics"], metrics or MAIN_METRICS):
         path = out / f"curve_{slug(metric)}"
-        files += plot_learning_curves(run["metrics"], metric, None, path, smooth=smooth)
+        note = note_for(metric, notes)
+        files += plot_learning_curves(run["metrics"], metric, None, path, smooth=smooth, note=note)
     if "sft/heldout_loss" in run["sft_metrics"]:
         files += plot_sft_curve(run["sft_metrics"], out / "sft_curve")
     for eval_dir in sorted(p.parent for p in run_dir.glob("eval/*/samples.parquet")):

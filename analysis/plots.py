@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, FuncFormatter, MaxNLocator, NullLocator
 
 from analysis.load import SFT_STEP, STEP
 from analysis.style import (
@@ -54,6 +54,42 @@ LABELS = {
     SFT_STEP: "SFT step",
 }
 WIDE = (6.0, 2.3)  # two panels side by side
+NOISE_ABS = 1e-9  # a curve whose every value is below this in size is floating-point noise
+
+
+def is_rate(metric: str) -> bool:
+    """Accuracy-like metrics, bounded by [0, 1]."""
+    bounded = metric.startswith(("eval/", "maj@", "pass@", "sft/greedy", "sft/sampled"))
+    return (bounded or metric == "train/accuracy") and not metric.endswith("length_mean")
+
+
+def is_float_noise(values) -> bool:
+    """Every finite value is below ``NOISE_ABS`` in size (e.g. a KL of 1e-14 between a policy
+    and its identical reference): rounding, not a signal worth a curve."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return v.size > 0 and float(np.abs(v).max()) < NOISE_ABS
+
+
+def set_rate_ylim(ax: Axes, lo: float, hi: float) -> None:
+    """An accuracy axis hugging [lo, hi] (the data and its bands), its ticks inside [0, 1]; the
+    limits leave 0.01 past 0 or 1 so a curve at 1.0 is not drawn on the frame."""
+    pad = max(0.01, 0.08 * (hi - lo))
+    bottom, top = max(lo - pad, -0.01), min(hi + pad, 1.01)
+    ax.set_ylim(bottom, top)
+    ax.set_yticks(
+        [t for t in ax.get_yticks() if max(bottom, 0.0) - 1e-9 <= t <= min(top, 1.0) + 1e-9]
+    )
+    ax.set_ylim(bottom, top)
+
+
+def runs_note(counts: Sequence[int]) -> str:
+    """How many runs (seeds) each line averages, and what its band is."""
+    lo, hi = min(counts), max(counts)
+    if hi <= 1:
+        return "one run per line"
+    n = f"{lo}" if lo == hi else f"{lo}-{hi}"
+    return f"mean of {n} seeds per line, band: 95% bootstrap CI over seeds"
 
 
 def legend_layout(labels: Sequence[str], width: float, title: bool = False) -> tuple[int, float]:
@@ -180,6 +216,7 @@ def plot_learning_curves(
     n_boot: int = 1000,
     styles: dict[str, tuple[str, str]] | None = None,
     facet: str | None = None,
+    note: str | None = None,
 ) -> list[Path]:
     """Mean and 95% bootstrap CI across runs (seeds) of `metric` vs `step`, a line per hue value.
 
@@ -187,11 +224,17 @@ def plot_learning_curves(
     smooth > 1 averages each run over a trailing window of that many logged points first.
     styles: (colour, marker) per hue value, so a setting looks the same in every figure.
     facet: a column splitting the runs into panels (e.g. the algorithm when the lines are G).
+    note: said under the title with the number of seeds per line (e.g. the evaluation set).
+    Steps get integer ticks, accuracies an axis within [0, 1]; a metric that is
+    floating-point noise everywhere (`is_float_noise`) gets no figure (returns []).
     """
     df = df if unit in df else df.assign(**{unit: "run"})
     data = df.dropna(subset=[step, metric]).sort_values(step)
     if data.empty:
         raise ValueError(f"no values of {metric!r} to plot")
+    if is_float_noise(data[metric]):
+        print(f"{metric}: every value is below {NOISE_ABS:g} (floating-point noise): no figure")
+        return []
     if smooth > 1:
         roll = data.groupby(unit)[metric].transform(lambda s: s.rolling(smooth, 1).mean())
         data = data.assign(**{metric: roll})
@@ -208,6 +251,7 @@ def plot_learning_curves(
         fig = Figure(figsize=(width, height), layout="constrained")
         axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
         handles: dict[str, object] = {}
+        counts, lows, highs = [], [], []
         for i, (ax, panel) in enumerate(zip(axes, panels, strict=False)):
             rows = data if facet is None else data[data[facet] == panel]
             for group in groups:
@@ -216,6 +260,9 @@ def plot_learning_curves(
                     continue
                 wide = part.pivot_table(index=step, columns=unit, values=metric, aggfunc="last")
                 mean, low, high = seed_band(wide.to_numpy(), n_boot)
+                counts.append(wide.shape[1])
+                lows.append(np.nanmin(low))
+                highs.append(np.nanmax(high))
                 color, marker = styles[str(group)]
                 ax.fill_between(wide.index, low, high, color=color, alpha=0.2, linewidth=0)
                 dense = len(wide) > 30  # many logged steps: thin lines, no markers
@@ -223,12 +270,18 @@ def plot_learning_curves(
                 (handles[str(group)],) = ax.plot(wide.index, mean, color=color, **line)
             if facet is not None:
                 ax.set_title(str(panel), fontsize=9)
+            if step in (STEP, SFT_STEP):  # steps are whole numbers: no tick at 2.5
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             if i >= len(panels) - ncols:  # bottom row
                 ax.set_xlabel(label(step))
             if i % ncols == 0:
                 ax.set_ylabel(label(metric))
         for ax in axes[len(panels) :]:
             ax.set_visible(False)
+        if is_rate(metric) and lows:
+            set_rate_ylim(axes[0], float(np.nanmin(lows)), float(np.nanmax(highs)))  # shared y
+        caption = runs_note(counts) + (f"; {note}" if note else "")
+        fig.suptitle(caption, fontsize=7, color="0.3")
         if hue is not None:  # below the axes: never covers a curve
             names = [str(g) for g in groups if str(g) in handles]
             fig.legend(

@@ -206,6 +206,46 @@ def scaling_fits(points: pd.DataFrame, members: pd.DataFrame, knobs: Sequence[st
 
 
 # ------------------------------------------------------------------------------------ sources
+def eval_set_text(what: str, problems: set, samples: set) -> str:
+    """ "<what>: 200 problems × 8 samples", or where the runs differ, the ranges."""
+
+    def span(values: set) -> str:
+        values = sorted(v for v in values if v is not None)
+        return (
+            "?"
+            if not values
+            else f"{values[0]}"
+            if len(values) == 1
+            else f"{values[0]}-{values[-1]}"
+        )
+
+    return f"{what}: {span(problems)} problems × {span(samples)} samples"
+
+
+def eval_notes(runs: Sequence[dict[str, Any]], per_problem: pd.DataFrame | None) -> dict[str, str]:
+    """Which evaluation set a metric comes from, by metric prefix: ``eval/`` the held-out
+    evaluation during training (``eval.n_problems`` × ``eval.n_samples`` of the runs' configs),
+    ``maj@``/``pass@`` the members' ``rlexp-eval`` samples."""
+    configs = [r.get("config", {}) for r in runs]
+    notes = {
+        "eval/": eval_set_text(
+            "held-out eval during training",
+            {c.get("eval.n_problems") for c in configs},
+            {c.get("eval.n_samples") for c in configs},
+        )
+    }
+    if per_problem is not None and len(per_problem):
+        counts = per_problem.groupby("run")["problem_id"].nunique()
+        notes["maj@"] = notes["pass@"] = eval_set_text(
+            "rlexp-eval of the final policy", set(counts.tolist()), set(per_problem["n"].tolist())
+        )
+    return notes
+
+
+def note_for(metric: str, notes: dict[str, str]) -> str | None:
+    return next((text for prefix, text in notes.items() if metric.startswith(prefix)), None)
+
+
 def member_evals(sweep_dir: Path, runs: Sequence[str]) -> tuple[pd.DataFrame | None, list[int]]:
     """Per-problem pass@k / maj@k of each member's last ``eval/<name>/samples.parquet`` (as
     written by rlexp-eval with ``output_dir=<member>/eval/<name>``), with a run column; K = 1,
@@ -292,9 +332,10 @@ def analyze_runs(
     out.mkdir(parents=True, exist_ok=True)
     files = [out / "sweep_metrics.csv"]
     df.to_csv(files[0], index=False)
-    files += _curves(df, out, metrics, smooth, n_boot, shown)
-    values = run_values(df, knobs)
     per_problem, ks = member_evals(sweep_dir, members["run"]) if sweep_dir else (None, [])
+    notes = eval_notes(runs, per_problem)
+    files += _curves(df, out, metrics, smooth, n_boot, shown, notes)
+    values = run_values(df, knobs)
     if per_problem is not None:
         ids = _member_columns(df, knobs)
         per_problem = per_problem.merge(ids[["run", "setting", "status"]], on="run")
@@ -308,7 +349,7 @@ def analyze_runs(
         legend = (shown.styles, shown.title) if one else (styles, None)
         files += plot_passk_majk(models, out / "passk_majk", *legend)
     files += _summaries(values, members, knobs, out, n_boot)
-    files += _knob_figures(values, knobs, out, styles, n_boot)
+    files += _knob_figures(values, knobs, out, styles, n_boot, notes)
     files += _scaling(df, members, knobs, out, shown)
     files += _failed(members, out)
     return files
@@ -344,7 +385,7 @@ class _Shown:
         return df.assign(**cols)
 
 
-def _curves(df, out, metrics, smooth, n_boot, shown: _Shown) -> list[Path]:
+def _curves(df, out, metrics, smooth, n_boot, shown: _Shown, notes) -> list[Path]:
     finished = shown.frame(df[~df["status"].isin(_FAILED)])
     files = []
     for metric in metrics or CURVE_METRICS:
@@ -359,6 +400,7 @@ def _curves(df, out, metrics, smooth, n_boot, shown: _Shown) -> list[Path]:
                 n_boot=n_boot,
                 styles=shown.styles,
                 facet=shown.facet,
+                note=note_for(metric, notes),
             )
     return files
 
@@ -385,8 +427,9 @@ def _summaries(values, members, knobs, out, n_boot) -> list[Path]:
     return [*files, out / "sweep_summary.csv", out / "sweep_summary.tex"]
 
 
-def _knob_figures(values, knobs, out, styles, n_boot) -> list[Path]:
-    """final_vs_knob (held-out accuracy, Maj@K, Pass@K) and adv_diagnostics against the knob."""
+def _knob_figures(values, knobs, out, styles, n_boot, notes) -> list[Path]:
+    """final_vs_knob (held-out accuracy, Maj@K, Pass@K; each panel says its evaluation set) and
+    adv_diagnostics against the knob."""
     ok = values[~values["status"].isin(_FAILED)]
     x, rest = split_knobs(ok, knobs)
     if x is None or ok.empty:
@@ -401,7 +444,17 @@ def _knob_figures(values, knobs, out, styles, n_boot) -> list[Path]:
     finals = [m for m in paper_metrics(ok) if not m.startswith("adv/")]
     files = []
     if finals:
-        files += plot_against_knob(ok, finals, x, out / "final_vs_knob", hue, styles, n_boot=n_boot)
+        panel_notes = {m: note_for(m, notes) for m in finals if note_for(m, notes)}
+        files += plot_against_knob(
+            ok,
+            finals,
+            x,
+            out / "final_vs_knob",
+            hue,
+            styles,
+            n_boot=n_boot,
+            panel_notes=panel_notes,
+        )
     diag = [m for m in ("adv/var", "adv/mc_corr", "adv/mc_mse") if m in present]
     if diag:
         ref = {"adv/var": ("adv/mc_var", "Monte Carlo ($\\lambda$ = 1)")}

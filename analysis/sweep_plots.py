@@ -25,7 +25,7 @@ from matplotlib.ticker import (
 )
 
 from analysis.metrics import bootstrap_ci
-from analysis.plots import _ordered, label, legend_layout
+from analysis.plots import _ordered, is_rate, label, legend_layout, set_rate_ylim
 from analysis.style import COLUMN_WIDTH, TEXT_WIDTH, paper_style, save_figure, series_styles
 
 Styles = Mapping[str, tuple[str, str]]
@@ -33,11 +33,6 @@ LINE_GREY = "0.45"
 
 
 # ------------------------------------------------------------------------------------ knob axis
-def _is_rate(metric: str) -> bool:
-    """Accuracy-like metrics, bounded by [0, 1]."""
-    return metric.startswith(("eval/", "maj@", "pass@")) and not metric.endswith("length_mean")
-
-
 def knob_positions(values: pd.Series) -> tuple[dict, str]:
     """x position of each knob value and the axis kind: "linear", "log2" (powers of two, e.g.
     group sizes), "ordinal" (numbers so unevenly spaced, like λ ∈ {0, .5, .9, .95, 1}, that
@@ -94,9 +89,11 @@ def plot_against_knob(
     styles: Styles | None = None,
     reference: Mapping[str, tuple[str, str]] | None = None,
     n_boot: int = 1000,
+    panel_notes: Mapping[str, str] | None = None,
 ) -> list[Path]:
     """One panel per metric: each run's value (small dots) and the mean over runs with its 95%
-    bootstrap CI against the knob, one series per hue value.
+    bootstrap CI against the knob, one series per hue value. panel_notes: metric -> a line over
+    its panel (which evaluation set the panel's numbers come from).
 
     values: one row per run and metric (columns run, metric, value, the knob, "setting" and the
     hue column); failed runs already removed. reference: metric -> (other metric, legend
@@ -130,14 +127,11 @@ def plot_against_knob(
                 _draw_reference(ax, values, knob, positions, *reference[metric])
             _format_axis(ax, positions, kind)
             ax.set(xlabel=label(knob), ylabel=label(metric))
+            if panel_notes and metric in panel_notes:  # e.g. which evaluation set it is
+                ax.set_title(panel_notes[metric], fontsize=7, color="0.3")
             v = part["value"].to_numpy(dtype=float)
-            if _is_rate(metric) and np.isfinite(v).any():  # accuracies: never far past [0, 1]
-                lo, hi = np.nanmin(v), np.nanmax(v)  # the CIs of means lie inside
-                pad = max(0.01, 0.08 * (hi - lo))
-                bottom, top = max(lo - pad, -0.01), min(hi + pad, 1.01)
-                ax.set_ylim(bottom, top)
-                ax.set_yticks([t for t in ax.get_yticks() if bottom <= t <= min(top, 1.0) + 1e-9])
-                ax.set_ylim(bottom, top)
+            if is_rate(metric) and np.isfinite(v).any():  # accuracies: never far past [0, 1]
+                set_rate_ylim(ax, np.nanmin(v), np.nanmax(v))  # the CIs of means lie inside
         for ax in axes[len(metrics) :]:
             ax.set_visible(False)
         if hue is not None:

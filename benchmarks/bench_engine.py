@@ -28,12 +28,12 @@ from omegaconf import OmegaConf
 from torch import Tensor
 from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
+from rlexp.config.algorithms import RLAlgorithmConfig
 from rlexp.config.schema import GroupRelativeConfig, RolloutConfig, VLLMConfig
 from rlexp.models.logprobs import completion_logprobs
 from rlexp.rollout.batch import RolloutBatch, last_token_rewards
 from rlexp.rollout.collect import compute_advantages
 from rlexp.rollout.sampler import sample
-from rlexp.trainers.rl_setup import RLAlgorithmConfig
 from rlexp.trainers.update import policy_update
 
 GiB = 2**30

@@ -72,12 +72,12 @@ def reset_peak(device: torch.device) -> int:
 
 
 def rank_main(args) -> None:
+    from rlexp.config.algorithms import CriticConfig, RLAlgorithmConfig
     from rlexp.models.value import ValueModel
     from rlexp.rollout.batch import RolloutBatch, last_token_rewards
     from rlexp.rollout.collect import compute_advantages
     from rlexp.runtime.distributed import init_distributed, rank
     from rlexp.runtime.sharding import shard
-    from rlexp.trainers.rl_setup import CriticConfig, RLAlgorithmConfig
     from rlexp.trainers.update import critic_update, policy_update
 
     torch.set_num_threads(1)

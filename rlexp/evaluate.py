@@ -24,13 +24,15 @@ register_configs()
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="eval")
 def main(cfg: DictConfig) -> None:
+    evaluate_job(cfg)
+
+
+def evaluate_job(cfg: DictConfig) -> None:
+    """rlexp-eval's job: the run's own settings (``run_dir=``), then ``run_eval``; a missing
+    checkpoint or a bad task file is one line and exit code 2."""
     try:
         check_known_keys(cfg)  # +foo=1 adds a key no schema declares
-        if cfg.run_dir and any(
-            o.split("=")[0].lstrip("+~").startswith("task") for o in _overrides()
-        ):
-            raise ConfigError("run_dir= evaluates the run's own task; drop the task overrides")
-        cfg = job_from_run(cfg, RolloutConfig.max_new_tokens)
+        cfg = job_from_run(cfg, RolloutConfig.max_new_tokens, _overrides())
         summary = run_eval(cfg)
     except (FileNotFoundError, ConfigError) as err:  # ConfigError: a bad task data file
         print(f"rlexp-eval: {err}", file=sys.stderr)

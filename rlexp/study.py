@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from analysis.study import analyze_study, analyze_tiers
@@ -24,6 +25,7 @@ from rlexp.runtime.checkpoint import latest_checkpoint
 from rlexp.runtime.errors import ConfigError
 from rlexp.runtime.io import atomic_write_json, read_run_record
 from rlexp.runtime.paths import CONF_DIR
+from rlexp.runtime.tracking import RunLogger
 from rlexp.train import main_guard, run
 
 _log = logging.getLogger(__name__)
@@ -53,6 +55,9 @@ def _eval_cfg(cfg: DictConfig, checkpoint: str, label: str, seed: int, out: Path
             "output_dir": str(out),
             "device": cfg.device,
             "dtype": cfg.model.get("dtype", "auto"),
+            "chat_template": cfg.model.get("chat_template", "auto"),
+            "logger": OmegaConf.to_container(cfg.logger, resolve=True)
+            | {"run_name": f"eval:{label}:seed_{seed}"},
         },
     )
 
@@ -148,12 +153,43 @@ def run_study(cfg: DictConfig) -> dict:
     study_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, study_dir / "config.yaml", resolve=True)
     if list(tiers) == [""]:
-        return run_tier(cfg)
+        result = run_tier(cfg)
+        log_study(cfg, study_dir, [""])
+        return result
     results = {name: run_tier(tier) for name, tier in tiers.items()}
     atomic_write_json(study_dir / "study.json", {"tiers": list(tiers)})
     combined = analyze_tiers(study_dir, list(tiers))
     _log.info("%s", (study_dir / "report.md").read_text())
+    log_study(cfg, study_dir, list(tiers))
     return combined | {"tiers": results}
+
+
+def log_study(cfg: DictConfig, study_dir: Path, tiers: list[str]) -> None:
+    """The study's result as a W&B run of job type ``study`` (its seed runs are ``rl``, its
+    evaluations ``eval``): each tier's ``passk_majk.csv`` and ``paired_differences.csv`` as
+    tables, the report's text in the summary."""
+    if cfg.logger.name == "none":
+        return
+    logger = RunLogger(
+        study_dir,
+        backend=cfg.logger.name,
+        project=cfg.logger.project,
+        mode=cfg.logger.mode,
+        name=cfg.logger.run_name or f"study:{study_dir.name}",
+        group=cfg.logger.group,
+        tags=list(cfg.logger.tags),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        job_type="study",
+    )
+    for tier in tiers:
+        for name in ("passk_majk", "paired_differences"):
+            path = study_dir / tier / f"{name}.csv"
+            if path.is_file():
+                key = "/".join(p for p in ("study", tier, name) if p)
+                rows = pd.read_csv(path).to_dict("records")
+                logger.table(key, rows, {}, None)
+    logger.summary({"report": (study_dir / "report.md").read_text()})
+    logger.finish()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")

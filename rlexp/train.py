@@ -23,6 +23,7 @@ from rlexp.config.validate import validate
 from rlexp.data.tasks import build_task
 from rlexp.models.load import resolve_device, resolve_dtype
 from rlexp.runtime.checkpoint import (
+    latest_checkpoint,
     latest_readable_checkpoint,
     load_trainer_state,
     remove_partial,
@@ -80,6 +81,13 @@ def _git_commit() -> str:
         return "unknown"
 
 
+def final_model_dir(run_dir: Path) -> Path:
+    """The model a finished run ends with: ``final/`` (SFT), else its newest checkpoint's
+    ``policy/`` (RL, DPO, RFT)."""
+    final = run_dir / "final"
+    return final if final.is_dir() else latest_checkpoint(run_dir) / "policy"
+
+
 def _write_json(path: Path, data: dict) -> None:
     if not is_main():  # data parallel: rank 0 writes the run's files
         return
@@ -119,7 +127,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
         remove_partial(run_dir)  # a kill during a save leaves a temporary folder, never loaded
     resume_from = broadcast_object(latest_readable_checkpoint(run_dir) if cfg.resume else None)
     if cfg.resume and resume_from is None and is_main():  # killed before its first checkpoint
-        truncate_jsonl(run_dir / "metrics.jsonl", "train/step", 0)
+        for log_file in ("metrics.jsonl", "eval_samples.jsonl"):
+            truncate_jsonl(run_dir / log_file, "train/step", 0)
     if resume_from is not None:  # the loop counts up to steps: it could never stop
         done = int(load_trainer_state(resume_from)["step"])
         check(
@@ -185,6 +194,8 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
         raise
     info |= {"status": "finished", "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), "final": result}
     _write_json(info_path, info)
+    if cfg.logger.get("log_model"):
+        logger.log_model(final_model_dir(run_dir))
     logger.summary(result)
     logger.finish()
     return float(result.get("eval/sampled_accuracy", result.get("sft/sampled_accuracy", 0.0)))

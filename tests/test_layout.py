@@ -7,7 +7,15 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ENTRY_POINTS = {"__init__.py", "__main__.py", "api.py", "train.py", "evaluate.py", "study.py"}
+ENTRY_POINTS = {
+    "__init__.py",
+    "__main__.py",
+    "api.py",
+    "cli.py",
+    "train.py",
+    "evaluate.py",
+    "study.py",
+}
 SUBPACKAGES = {"algos", "config", "data", "evaluation", "models", "rollout", "runtime", "trainers"}
 
 

@@ -70,6 +70,14 @@ def test_grpo_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
         [r["train/reward_mean"] for r in train_rows]
     )
     assert wb["config"]["algorithm"]["name"] == "grpo"
+    # each evaluation's samples of eval.log_samples problems: a file and a W&B table
+    samples = read_jsonl(out / "eval_samples.jsonl")
+    n = int(next(k for k in evals[0] if k.startswith("eval/pass@")).split("@")[1])
+    assert [r["train/step"] for r in samples] == [0] * 4 * n + [2] * 4 * n
+    assert [r["problem_id"] for r in samples[: 4 * n]] == [i // n for i in range(4 * n)]
+    assert all(r["correct"] == (r["answer"] == r["gold"]) for r in samples)
+    tables = [h["eval/samples"] for h in wb["history"] if "eval/samples" in h]
+    assert len(tables) == 2 and tables[0]["_type"] == "table-file" and tables[0]["nrows"] == 4 * n
     # run directory: resolved config, seeds, status, checkpoints, the SFT curve of the base
     info = json.loads((out / "run_info.json").read_text())
     assert info["status"] == "finished" and info["seed"] == 0 and "sft_seed" in info
@@ -86,8 +94,11 @@ def test_ppo_end_to_end_reuses_the_sft_base(tmp_path: Path, cache_dir: Path) -> 
         "algorithm=ppo",
         "algorithm.prompts_per_step=8",
         "algorithm.minibatch_size=4",
+        "logger.log_model=true",
     )
     rows = [r for r in read_jsonl(out / "metrics.jsonl") if "train/reward_mean" in r]
+    (model,) = [a for a in read_offline_run(out)["artifacts"] if a["type"] == "model"]  # opted in
+    assert model["type"] == "model" and "model.safetensors" in model["files"]
     critic_keys = ["critic/value_loss", "critic/explained_variance", "adv/var", "adv/mc_mse"]
     for key in [*REQUIRED, *critic_keys, "train/kl_ref"]:
         assert key in rows[0], key

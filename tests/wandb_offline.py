@@ -63,7 +63,9 @@ def read_offline_runs(run_dir: Path) -> list[dict[str, Any]]:
 
 def read_run_file(path: Path) -> dict[str, Any]:
     """One ``run-<id>.wandb`` file, read as :func:`read_offline_run` describes."""
-    out: dict[str, Any] = {"run": None, "history": [], "config": {}, "exit_code": None}
+    out: dict[str, Any] = {
+        "run": None, "history": [], "config": {}, "exit_code": None, "artifacts": []
+    }  # fmt: skip
     for payload in _payloads(path.read_bytes()):
         rec = pb.Record()
         rec.ParseFromString(payload)
@@ -72,12 +74,18 @@ def read_run_file(path: Path) -> dict[str, Any]:
             out["run"] = rec.run
             out["config"] = {i.key: json.loads(i.value_json) for i in rec.run.config.update}
         elif kind == "history":
-            out["history"].append(
-                {
-                    i.key or "/".join(i.nested_key): json.loads(i.value_json)
-                    for i in rec.history.item
-                }
-            )
+            row: dict[str, Any] = {}
+            for i in rec.history.item:  # a logged dict (a table's file record) comes flattened
+                keys = [i.key] if i.key else list(i.nested_key)
+                node = row
+                for key in keys[:-1]:
+                    node = node.setdefault(key, {})
+                node[keys[-1]] = json.loads(i.value_json)
+            out["history"].append(row)
+        elif kind == "artifact":
+            art = rec.artifact
+            files = [entry.path for entry in art.manifest.contents]
+            out["artifacts"].append({"name": art.name, "type": art.type, "files": files})
         elif kind == "exit":
             out["exit_code"] = rec.exit.exit_code
     return out

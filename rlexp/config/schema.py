@@ -13,9 +13,9 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from rlexp.config.algorithms import ALGORITHM_SCHEMAS
 from rlexp.data.tasks.jsonl import DATASET_DEFAULTS
 from rlexp.runtime.paths import DEFAULT_CACHE_DIR
-from rlexp.trainers import TRAINERS
 
 
 @dataclass
@@ -127,13 +127,20 @@ class ArithmeticTaskConfig:
 
 @dataclass
 class JsonlTaskConfig:
-    """Math problems from local JSONL files (rlexp.data.tasks.jsonl). Each data set's field names,
-    prompt and answer format come from ``DATASET_DEFAULTS`` there (``gsm8k_schema``,
-    ``math_schema``)."""
+    """Math problems from data files or a data set (rlexp.data.tasks.jsonl). Each data set's
+    field names, prompt and answer format come from ``DATASET_DEFAULTS`` there
+    (``schema/task/gsm8k``, ``schema/task/math``)."""
 
     name: str = MISSING
-    train_file: str = MISSING  # one JSON object per line
-    test_file: str = MISSING
+    # two files: .jsonl (one JSON object per line), .parquet, .arrow, .json or .csv
+    train_file: str | None = None
+    test_file: str | None = None
+    # or a data set, as TRL's script arguments name it: a save_to_disk folder, a folder of data
+    # files, or a Hub id in the local HF cache (never downloaded at run time)
+    dataset_name: str | None = None
+    dataset_config: str | None = None  # e.g. main for openai/gsm8k
+    dataset_train_split: str = "train"
+    dataset_test_split: str = "test"
     question_key: str = MISSING
     answer_key: str = MISSING  # the worked solution: the SFT target, holding the final answer
     prompt_template: str = MISSING  # {question} is replaced
@@ -151,6 +158,9 @@ class LoggerConfig:
     group: str | None = None  # default: the multirun sweep directory
     run_name: str | None = None  # default: the Hydra overrides
     tags: list[str] = field(default_factory=list)
+    # the run's final model folder as a W&B artifact of type "model" (model-<run id>); off:
+    # a 7B policy is 15 GB
+    log_model: bool = False
 
 
 @dataclass
@@ -194,6 +204,9 @@ class EvalConfig:
     greedy: bool = True  # also report greedy accuracy
     batch_size: int = 512
     max_new_tokens: int | None = None  # null: rollout.max_new_tokens
+    # the sampled completions of this many problems per evaluation go to eval_samples.jsonl
+    # and W&B's table eval/samples (0: none)
+    log_samples: int = 4
 
 
 @dataclass
@@ -255,7 +268,7 @@ class DataConfig:
 
 @dataclass
 class RootConfig:
-    algorithm: Any = MISSING  # one trainer kind's schema (rlexp.trainers.kinds.TRAINERS)
+    algorithm: Any = MISSING  # one trainer kind's schema (rlexp.config.algorithms)
     advantage: Any = MISSING
     model: Any = MISSING
     reward: RewardConfig = MISSING
@@ -300,6 +313,12 @@ class EvalJobConfig:
     max_new_tokens: int | None = (
         None  # null: run_dir's rollout.max_new_tokens, else RolloutConfig's
     )
+    # auto | true | false, as model.chat_template; a run's own by default
+    chat_template: str = "auto"
+    # logger=wandb: a W&B run of job type eval with the summary and, as the table eval/samples,
+    # the samples of the first log_samples problems (default none: files only)
+    log_samples: int = 4
+    logger: LoggerConfig = field(default_factory=lambda: LoggerConfig(name="none"))
     batch_size: int = 1024  # completions per sampling call
     chunk_problems: int = 50  # problems per written part; a restart resumes at the next part
     # the run directory; null only where Hydra makes none (--cfg job --resolve)
@@ -309,21 +328,29 @@ class EvalJobConfig:
 
 
 def register_schemas() -> None:
-    """Register every schema; YAML options refer to them by these names."""
+    """Register every schema. A YAML option of group ``<g>`` builds on its schema with the
+    defaults entry ``/schema/<g>/<name>@_here_``: the schemas live in the group ``schema/<g>``,
+    outside the selectable groups, so neither ``--help`` nor tab completion offers them."""
     cs = ConfigStore.instance()
     cs.store(name="root_schema", node=RootConfig)
     cs.store(name="eval_job_schema", node=EvalJobConfig)
-    for kind in TRAINERS:  # rl_schema, sft_schema, dpo_schema, rft_schema
-        cs.store(group="algorithm", name=f"{kind}_schema", node=TRAINERS.get(kind).schema)
-    cs.store(group="advantage", name="gae_schema", node=GAEConfig)
-    cs.store(group="advantage", name="group_relative_schema", node=GroupRelativeConfig)
-    cs.store(group="advantage", name="leave_one_out_schema", node=LeaveOneOutConfig)
-    cs.store(group="advantage", name="batch_normalized_schema", node=BatchNormalizedConfig)
-    cs.store(group="advantage", name="outcome_schema", node=OutcomeConfig)
-    cs.store(group="model", name="tiny_schema", node=TinyModelConfig)
-    cs.store(group="model", name="hf_schema", node=HFModelConfig)
-    cs.store(group="reward", name="reward_schema", node=RewardConfig)
-    cs.store(group="task", name="arithmetic_schema", node=ArithmeticTaskConfig)
-    for name, fields in DATASET_DEFAULTS.items():  # gsm8k_schema, math_schema
-        cs.store(group="task", name=f"{name}_schema", node=JsonlTaskConfig(name=name, **fields))
-    cs.store(group="logger", name="logger_schema", node=LoggerConfig)
+    schemas: dict[str, dict[str, Any]] = {
+        "algorithm": dict(ALGORITHM_SCHEMAS),  # rl, sft, dpo, rft
+        "advantage": {
+            "gae": GAEConfig,
+            "group_relative": GroupRelativeConfig,
+            "leave_one_out": LeaveOneOutConfig,
+            "batch_normalized": BatchNormalizedConfig,
+            "outcome": OutcomeConfig,
+        },
+        "model": {"tiny": TinyModelConfig, "hf": HFModelConfig},
+        "reward": {"reward": RewardConfig},
+        "task": {"arithmetic": ArithmeticTaskConfig}
+        | {  # gsm8k, math
+            name: JsonlTaskConfig(name=name, **fields) for name, fields in DATASET_DEFAULTS.items()
+        },
+        "logger": {"logger": LoggerConfig},
+    }
+    for group, nodes in schemas.items():
+        for name, node in nodes.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)

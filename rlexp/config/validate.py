@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -20,6 +19,7 @@ from rlexp.rollout.engine import ENGINES
 from rlexp.rollout.rewards import REWARDS
 from rlexp.runtime.distributed import env_world_size
 from rlexp.runtime.errors import check, check_unit_interval
+from rlexp.runtime.hub import local_path
 from rlexp.runtime.sharding import STRATEGIES
 from rlexp.trainers import TRAINERS, TrainerKind
 
@@ -143,9 +143,9 @@ def check_known_keys(cfg: DictConfig) -> None:
 
 
 def _check_saved_model(key: str, path: str) -> None:
-    """``path`` (the value of config ``key``) is a folder written by ``save_pretrained``."""
-    folder = Path(path).expanduser()
-    check(folder.exists(), f"{key}={path} does not exist")
+    """``path`` (the value of config ``key``) is a folder written by ``save_pretrained``, or a
+    Hub id whose snapshot is in the local HF cache."""
+    folder = local_path(str(path), key)
     check(
         (folder / "config.json").is_file(),
         f"{key}={path} holds no config.json (expected a folder written by save_pretrained)",
@@ -187,16 +187,16 @@ def _validate_hf_model(cfg: DictConfig) -> None:
 
 
 def _validate_task_files(task: DictConfig) -> None:
-    """A data-file task (``task.train_file``, ...) reads and checks its files now, so a missing
-    file or a bad line (DataError, naming file and line) stops the run before any compute."""
-    files = [k for k in task if k in ("train_file", "test_file")]  # `k in task` is False for ???
-    if not files:
+    """A data-set task (``task.train_file``, ``task.dataset_name``) reads and checks its rows
+    now, so a missing file or a bad row (DataError, naming file and line) stops the run before
+    any compute."""
+    if "train_file" not in task and "dataset_name" not in task:
         return
-    for key in files:
-        check(
-            not OmegaConf.is_missing(task, key),
-            f"task={task.name} needs task.{key}=<path to a JSONL file>",
-        )
+    check(
+        task.get("train_file") is not None or task.get("dataset_name") is not None,
+        f"task={task.name} needs task.train_file=<file> and task.test_file=<file> (JSONL, "
+        "Parquet, ...), or task.dataset_name=<save_to_disk folder or Hub id>",
+    )
     build_task(task.name, **{k: v for k, v in task.items() if k != "name"})
 
 
@@ -258,7 +258,7 @@ def _validate_engine(cfg: DictConfig, kind: TrainerKind) -> None:
         f"rollout.vllm.sleep_level={v.sleep_level}: vLLM cannot sleep on a CPU (use 0 or null)",
     )
     if cfg.model.name == "hf":
-        config = json.loads((Path(cfg.model.path).expanduser() / "config.json").read_text())
+        config = json.loads((local_path(cfg.model.path, "model.path") / "config.json").read_text())
         vllm_engine.check_architecture(config.get("architectures"), f"model.path={cfg.model.path}")
 
 

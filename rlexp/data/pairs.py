@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rlexp.data.prompts import prompt_token_ids
-from rlexp.runtime.errors import json_object
+from rlexp.runtime.io import jsonl_objects
 
 FIELDS = ("prompt", "chosen", "rejected")
 
@@ -47,25 +47,17 @@ def load_pairs(path: str | Path) -> list[Pair]:
     if not path.is_file():
         raise PairsFileError(f"pairs file {path} does not exist")
     pairs: list[Pair] = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            where = f"pairs file {path}, line {lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise PairsFileError(f"{where}: not valid UTF-8") from None
-            if not line.strip():
-                continue
-            row = json_object(line, where, PairsFileError)
-            missing = [k for k in FIELDS if k not in row]
-            if missing:
-                raise PairsFileError(f"{where}: missing field(s) {', '.join(missing)}")
-            wrong = [k for k in FIELDS if not isinstance(row[k], str)]
-            if wrong:
-                raise PairsFileError(f"{where}: field(s) {', '.join(wrong)} must be strings")
-            if row["chosen"] == row["rejected"]:  # no preference: a zero-gradient, useless pair
-                raise PairsFileError(f"{where}: chosen and rejected are the same text")
-            pairs.append(Pair(row["prompt"], row["chosen"], row["rejected"]))
+    lines = jsonl_objects(path, lambda n: f"pairs file {path}, line {n}", PairsFileError)
+    for where, row in lines:
+        missing = [k for k in FIELDS if k not in row]
+        if missing:
+            raise PairsFileError(f"{where}: missing field(s) {', '.join(missing)}")
+        wrong = [k for k in FIELDS if not isinstance(row[k], str)]
+        if wrong:
+            raise PairsFileError(f"{where}: field(s) {', '.join(wrong)} must be strings")
+        if row["chosen"] == row["rejected"]:  # no preference: a zero-gradient, useless pair
+            raise PairsFileError(f"{where}: chosen and rejected are the same text")
+        pairs.append(Pair(row["prompt"], row["chosen"], row["rejected"]))
     if not pairs:
         raise PairsFileError(f"pairs file {path} holds no pairs")
     return pairs

@@ -81,9 +81,13 @@ def evaluate(
     seed: int = 0,
     prefix: str = "eval",
     engine: RolloutEngine | None = None,
+    samples: list[dict] | None = None,
+    n_logged: int = 0,
 ) -> dict[str, float]:
     """Metrics on ``problems``; the sampling generator is seeded so evaluations are comparable.
-    ``engine``: sample with a run's rollout engine instead of the native sampler on ``model``."""
+    ``engine``: sample with a run's rollout engine instead of the native sampler on ``model``.
+    ``samples``: a list that receives the sampled completions of the first ``n_logged``
+    problems, one dict per sample (``sample_rows``)."""
     gen = torch.Generator(device=next(model.parameters()).device).manual_seed(seed)
     out: dict[str, float] = {}
     kw = dict(max_new_tokens=max_new_tokens, batch_size=batch_size, engine=engine)
@@ -104,12 +108,38 @@ def evaluate(
         **kw,
     )
     correct = torch.tensor([task.is_correct(t, p) for t, p in zip(texts, repeated, strict=True)])
+    if samples is not None:
+        kept = min(n_logged, len(problems)) * n_samples
+        ids = [i // n_samples for i in range(kept)]  # the problem's index in ``problems``
+        samples += sample_rows(task, ids, repeated[:kept], texts[:kept], correct[:kept].tolist())
     per_problem = correct.view(len(problems), n_samples)
     out[f"{prefix}/sampled_accuracy"] = float(per_problem.float().mean())
     out[f"{prefix}/pass@{n_samples}"] = float(per_problem.any(1).float().mean())
     out[f"{prefix}/format_rate"] = _mean(task.is_well_formed(t) for t in texts)
     out[f"{prefix}/length_mean"] = _mean(lengths)
     return out
+
+
+def sample_rows(
+    task: Task,
+    problem_ids: Sequence[int],
+    problems: Sequence[Problem],
+    texts: Sequence[str],
+    correct: Sequence[bool],
+) -> list[dict]:
+    """One row per sampled completion, as a reader checks it: the problem's index, prompt,
+    completion, parsed answer, gold answer and the verifier's verdict."""
+    return [
+        {
+            "problem_id": i,
+            "prompt": p.prompt,
+            "completion": t,
+            "answer": task.extract_answer(t),
+            "gold": p.answer,
+            "correct": bool(c),
+        }
+        for i, p, t, c in zip(problem_ids, problems, texts, correct, strict=True)
+    ]
 
 
 def heldout_eval(
@@ -120,11 +150,12 @@ def heldout_eval(
     seed: int | None = None,
     prefix: str = "eval",
     engine: RolloutEngine | None = None,
+    samples: list[dict] | None = None,
 ) -> dict[str, float]:
     """A run's periodic held-out evaluation: ``cfg.eval`` settings on the first
     ``eval.n_problems`` test problems, sampling seeded by ``seed`` (default ``cfg.seed``, so every
     evaluation of a run, and runs of any algorithm with one seed, see the same random draws);
-    adds ``time/eval``."""
+    adds ``time/eval``. ``samples`` receives the completions of ``eval.log_samples`` problems."""
     e = cfg.eval
     t0 = time.perf_counter()
     out = evaluate(
@@ -141,6 +172,8 @@ def heldout_eval(
         seed=cfg.seed if seed is None else seed,
         prefix=prefix,
         engine=engine,
+        samples=samples,
+        n_logged=e.get("log_samples", 0),
     )
     out["time/eval"] = time.perf_counter() - t0
     return out

@@ -12,6 +12,7 @@ whose fingerprint differs is refused, never mixed with the old parts.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,11 @@ from rlexp.data.tasks import Task, build_task
 from rlexp.evaluation.heldout import generate_scored
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
 from rlexp.runtime.errors import ConfigError, check
+from rlexp.runtime.hub import local_path
 from rlexp.runtime.io import atomic_write_json
+from rlexp.runtime.tracking import RunLogger
+
+_log = logging.getLogger(__name__)
 
 # The job's keys that decide what a part holds (device and batch_size only decide how fast).
 FINGERPRINT_KEYS = (
@@ -77,6 +82,8 @@ def fingerprint(cfg: DictConfig) -> dict[str, Any]:
     for path in files or [ckpt / "config.json"]:
         out[f"checkpoint:{path.name}"] = _file_stamp(path)
     out |= {key: cfg.get(key) for key in FINGERPRINT_KEYS}
+    if cfg.get("chat_template", "auto") != "auto":  # a key of its own only where it is set
+        out["chat_template"] = cfg.chat_template
     task = OmegaConf.to_container(cfg.task, resolve=True)
     for key, value in task.items():
         out[f"task.{key}"] = value
@@ -128,7 +135,9 @@ def check_fingerprint(cfg: DictConfig, out_dir: Path) -> None:
 def evaluate_checkpoint(cfg: DictConfig, task: Task, out_dir: Path) -> pd.DataFrame:
     """Sample, score and write every chunk not yet on disk; return all rows."""
     device = resolve_device(cfg.device)
-    model, tokenizer = load_policy(cfg.checkpoint, device, resolve_dtype(cfg.dtype, device))
+    dtype = resolve_dtype(cfg.dtype, device)
+    template = cfg.get("chat_template", "auto")
+    model, tokenizer = load_policy(cfg.checkpoint, device, dtype, chat_template=template)
     problems = task.test if cfg.split == "test" else task.train
     problems = problems[: cfg.n_problems] if cfg.n_problems else problems
     n = 1 if cfg.greedy else cfg.n_samples
@@ -159,27 +168,58 @@ def evaluate_checkpoint(cfg: DictConfig, task: Task, out_dir: Path) -> pd.DataFr
     )
 
 
-def job_from_run(cfg: DictConfig, default_max_new_tokens: int) -> DictConfig:
-    """The evaluation job with the settings a run was trained with: with ``run_dir``, its
-    ``config.yaml``'s task and ``rollout.max_new_tokens``, and its final policy as the default
-    checkpoint (``final/``, else its newest ``checkpoints/step_N/policy``)."""
+def run_of_checkpoint(checkpoint: str | Path) -> Path | None:
+    """The training run a model folder was saved by (``<run>/final``,
+    ``<run>/checkpoints/step_N/policy``): the nearest of its parents holding a run's
+    ``config.yaml`` and ``run_info.json``; None for a folder from elsewhere."""
+    for parent in list(Path(checkpoint).resolve().parents)[:3]:
+        if (parent / "config.yaml").is_file() and (parent / "run_info.json").is_file():
+            return parent
+    return None
+
+
+def job_from_run(
+    cfg: DictConfig, default_max_new_tokens: int, overrides: list[str] | None = None
+) -> DictConfig:
+    """The evaluation job with the settings its run was trained with. The run is ``run_dir``, or
+    the one that saved ``checkpoint``; its ``config.yaml`` gives the task, the budget
+    (``rollout.max_new_tokens``) and ``model.chat_template``, and only the keys on the command
+    line (``overrides``, Hydra's ``key=value`` strings) replace them, logged in one line. The
+    checkpoint defaults to the run's final policy (``final/``, else its newest
+    ``checkpoints/step_N/policy``)."""
     job = cfg.copy()
-    if not cfg.run_dir:
-        if cfg.checkpoint is None:
-            raise ConfigError(
-                "rlexp-eval needs run_dir=<training run> or checkpoint=<model folder>"
-            )
+    if cfg.run_dir:
+        run_dir = Path(cfg.run_dir)
+        if not (run_dir / "config.yaml").is_file():
+            raise ConfigError(f"run_dir={cfg.run_dir} holds no config.yaml (not a training run)")
+    elif cfg.checkpoint is None:
+        raise ConfigError("rlexp-eval needs run_dir=<training run> or checkpoint=<model folder>")
+    else:
+        run_dir = run_of_checkpoint(cfg.checkpoint)
+    if run_dir is None:  # a model from elsewhere: the command line's task, the schema's budget
         if cfg.max_new_tokens is None:
             job.max_new_tokens = default_max_new_tokens
         return job
-    run_dir = Path(cfg.run_dir)
-    saved = run_dir / "config.yaml"
-    if not saved.is_file():
-        raise ConfigError(f"run_dir={cfg.run_dir} holds no config.yaml (not a training run)")
-    run = OmegaConf.load(saved)
-    job.task = run.task
-    if cfg.max_new_tokens is None:
+    given = _given_keys(overrides or [])  # and values set away from the schema's (the API's)
+    given |= {"max_new_tokens"} if cfg.max_new_tokens is not None else set()
+    given |= {"chat_template"} if cfg.get("chat_template", "auto") != "auto" else set()
+    run = OmegaConf.load(run_dir / "config.yaml")
+    if "task" not in given:  # task=<option> on the command line replaces the run's task
+        job.task = run.task
+        for key in sorted(k.split(".", 1)[1] for k in given if k.startswith("task.")):
+            OmegaConf.update(job.task, key, OmegaConf.select(cfg.task, key), force_add=True)
+    if "max_new_tokens" not in given:
         job.max_new_tokens = run.rollout.max_new_tokens
+    if "chat_template" not in given:
+        job.chat_template = OmegaConf.select(run, "model.chat_template", default="auto")
+    changed = sorted(
+        k for k in given if k.split(".")[0] in ("task", "max_new_tokens", "chat_template")
+    )
+    _log.info(
+        "rlexp-eval: task, max_new_tokens, chat_template from %s%s",
+        run_dir / "config.yaml",
+        f"; the command line overrides {', '.join(changed)}" if changed else "",
+    )
     if cfg.checkpoint is None:
         steps = sorted((run_dir / "checkpoints").glob("step_*/policy"))
         final = run_dir / "final"
@@ -189,10 +229,19 @@ def job_from_run(cfg: DictConfig, default_max_new_tokens: int) -> DictConfig:
     return job
 
 
+def _given_keys(overrides: list[str]) -> set[str]:
+    """The config keys Hydra overrides name (``task=gsm8k`` -> task, ``+task.x=1`` -> task.x)."""
+    return {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+
+
 def run_eval(cfg: DictConfig) -> dict:
+    """Sample, score and summarise (``summary.json``); with ``logger.name=wandb`` a W&B run of
+    job type ``eval`` gets the summary and the samples of the first ``log_samples`` problems."""
     check_job(cfg)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = cfg.copy()
+    cfg.checkpoint = str(local_path(str(cfg.checkpoint), "checkpoint"))  # a Hub id: its snapshot
     if not (Path(cfg.checkpoint) / "config.json").exists():
         raise FileNotFoundError(
             f"checkpoint={cfg.checkpoint} holds no config.json (not a saved model)"
@@ -222,4 +271,28 @@ def run_eval(cfg: DictConfig) -> dict:
         "seconds": time.perf_counter() - t0,
     }
     atomic_write_json(out_dir / "summary.json", summary)
+    _log_to_wandb(cfg, summary, df, out_dir)
     return summary
+
+
+def _log_to_wandb(cfg: DictConfig, summary: dict, df: pd.DataFrame, out_dir: Path) -> None:
+    logger_cfg = cfg.get("logger")
+    if logger_cfg is None or logger_cfg.name == "none":
+        return
+    logger = RunLogger(
+        out_dir,
+        backend=logger_cfg.name,
+        project=logger_cfg.project,
+        mode=logger_cfg.mode,
+        name=logger_cfg.run_name or f"eval:{cfg.label}",
+        group=logger_cfg.group,
+        tags=list(logger_cfg.tags),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        job_type="eval",
+    )
+    first = df["problem_id"].drop_duplicates().head(cfg.get("log_samples", 4))
+    shown = df[df["problem_id"].isin(first)]
+    columns = ["problem_id", "sample_idx", "completion", "answer", "gold", "correct"]
+    logger.table("eval/samples", shown[columns].to_dict("records"), {}, None)  # in samples.parquet
+    logger.summary({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+    logger.finish()

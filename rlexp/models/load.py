@@ -10,6 +10,7 @@ from peft import PeftConfig, PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerFast
 
 from rlexp.runtime.errors import ConfigError
+from rlexp.runtime.hub import local_path
 
 ADAPTER_CONFIG = "adapter_config.json"  # what peft's save_pretrained writes instead of config.json
 GENERIC_TOKENIZERS = ("TokenizersBackend", "PreTrainedTokenizerFast")
@@ -31,10 +32,11 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
 def load_policy(
     path: str | Path, device: torch.device, dtype: torch.dtype, chat_template: str = "auto"
 ):
-    """Model and tokenizer from a ``save_pretrained`` folder, offline; the tokenizer gets a pad
-    token (EOS) when it has none. A LoRA checkpoint (an adapter folder) loads onto its base model,
-    the adapter trainable. ``chat_template``: see :func:`set_chat_template`."""
-    path = Path(path).resolve()  # absolute, so an adapter saved later names its base exactly
+    """Model and tokenizer from a ``save_pretrained`` folder, or a Hub id's snapshot in the local
+    HF cache, offline; the tokenizer gets a pad token (EOS) when it has none. A LoRA checkpoint
+    (an adapter folder) loads onto its base model, the adapter trainable. ``chat_template``: see
+    :func:`set_chat_template`."""
+    path = local_path(str(path), "model.path").resolve()  # absolute: an adapter names its base
     if (path / ADAPTER_CONFIG).exists() and not (path / "config.json").exists():
         model = _load_adapter(path, dtype)
     elif (path / "config.json").exists():

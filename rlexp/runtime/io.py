@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,19 @@ def read_run_record(path: str | Path, on_corrupt: str = "raise") -> dict[str, An
             raise DataError(str(err) if isinstance(err, DataError) else f"{path}: {err}") from None
         log.warning("%s; it is replaced by a new record", err)
         return {}
+
+
+def jsonl_objects(
+    path: Path, where: Callable[[int], str], error: type[Exception] = DataError
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(where(line number), object)`` per non-blank line of a JSONL file; a line that is not
+    UTF-8 or not a JSON object raises ``error`` naming it."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            here = where(lineno)
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise error(f"{here}: not valid UTF-8") from None
+            if line.strip():
+                yield here, json_object(line, here, error)

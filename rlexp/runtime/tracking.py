@@ -80,6 +80,39 @@ class RunLogger:
         if self.wandb_run is not None:
             self.wandb_run.log({k: v for k, v in row.items() if not isinstance(v, str)})
 
+    def table(
+        self,
+        key: str,
+        rows: list[dict[str, Any]],
+        step: dict[str, Any],
+        file: str | None,
+        commit: bool = True,
+    ) -> None:
+        """Rows of one table (an evaluation's samples): appended to ``<run_dir>/<file>`` (none:
+        the rows are on disk already), each with the ``step`` keys, and logged to W&B as a
+        ``wandb.Table`` under ``key``; ``commit=False`` joins it to the next ``log`` (the step's
+        metrics row) instead of a history row of its own."""
+        if file is not None:
+            with open(self.run_dir / file, "a") as f:
+                for row in rows:
+                    f.write(json.dumps(step | {k: _jsonable(v) for k, v in row.items()}) + "\n")
+        if self.wandb_run is not None and rows:
+            import wandb
+
+            columns = list(rows[0])
+            data = [[_jsonable(r[c]) for c in columns] for r in rows]
+            table = {key: wandb.Table(columns=columns, data=data)}
+            self.wandb_run.log(table | step if commit else table, commit=commit)
+
+    def log_model(self, folder: str | Path) -> None:
+        """``folder`` (a saved model) as the W&B artifact ``model-<run id>`` of type model."""
+        if self.wandb_run is not None:
+            import wandb
+
+            artifact = wandb.Artifact(f"model-{self.run_id}", type="model")
+            artifact.add_dir(str(folder))
+            self.wandb_run.log_artifact(artifact)
+
     def summary(self, values: dict[str, Any]) -> None:
         if self.wandb_run is not None:
             for k, v in values.items():
@@ -97,6 +130,12 @@ class NullLogger:
     run_id = None
 
     def log(self, metrics: dict[str, Any], file: str = "metrics.jsonl") -> None:
+        pass
+
+    def table(self, *args: Any, **kwargs: Any) -> None:  # RunLogger.table's arguments
+        pass
+
+    def log_model(self, folder: str | Path) -> None:
         pass
 
     def summary(self, values: dict[str, Any]) -> None:

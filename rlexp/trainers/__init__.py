@@ -5,6 +5,6 @@ Importing this package registers every kind in ``rlexp.trainers.kinds.TRAINERS``
 """
 
 from rlexp.trainers import dpo, rft, rl_setup, sft_base  # noqa: F401  (registration)
-from rlexp.trainers.kinds import TRAINERS, AlgorithmConfig, RunContext, TrainerKind
+from rlexp.trainers.kinds import TRAINERS, RunContext, TrainerKind
 
-__all__ = ["TRAINERS", "AlgorithmConfig", "RunContext", "TrainerKind"]
+__all__ = ["TRAINERS", "RunContext", "TrainerKind"]

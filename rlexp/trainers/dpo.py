@@ -11,7 +11,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,7 +32,7 @@ from rlexp.data.tasks.base import Task
 from rlexp.models.logprobs import completion_logprobs
 from rlexp.runtime.errors import ConfigError, check
 from rlexp.runtime.tracking import RunLogger
-from rlexp.trainers.kinds import TRAINERS, AlgorithmConfig, TrainerKind
+from rlexp.trainers.kinds import TRAINERS, TrainerKind
 from rlexp.trainers.offline import (
     offline_entry,
     offline_loop,
@@ -158,27 +157,6 @@ def _source(d, stats: dict[str, float]) -> str:
     )
 
 
-@dataclass
-class DPOConfig:
-    """DPO (theory.md §5): preference pairs from a JSONL file, or built by sampling the start model
-    and pairing a verifier-correct completion with an incorrect one of the same prompt."""
-
-    beta: float = 0.1  # β: scale of the implicit reward β·log(π_θ/π_ref), > 0
-    kind: str = "sigmoid"  # sigmoid (DPO) | ipo; see rlexp.algos.preference.dpo_loss
-    pairs_file: str | None = None  # JSONL of {"prompt", "chosen", "rejected"}; null: sample
-    k: int = 8  # completions sampled per training prompt to build pairs (>= 2)
-    n_prompts: int = 1024  # training prompts sampled to build pairs
-    pairs_per_prompt: int = 1  # at most this many (correct, incorrect) pairs from one prompt
-    batch_size: int = 32  # pairs per optimizer step
-    warmup_steps: int = 0  # linear warm-up of algorithm.lr over the first steps
-
-
-@dataclass
-class DPOAlgorithmConfig(AlgorithmConfig):
-    trainer: str = "dpo"
-    dpo: DPOConfig = field(default_factory=DPOConfig)
-
-
 def validate_dpo(cfg: DictConfig) -> None:
     d = cfg.algorithm.dpo
     validate_offline(cfg)
@@ -200,6 +178,4 @@ def validate_dpo(cfg: DictConfig) -> None:
     check(d.pairs_per_prompt >= 1, "algorithm.dpo.pairs_per_prompt must be >= 1")
 
 
-TRAINERS.register("dpo")(
-    TrainerKind(schema=DPOAlgorithmConfig, validate=validate_dpo, run=offline_entry(run_dpo))
-)
+TRAINERS.register("dpo")(TrainerKind(validate=validate_dpo, run=offline_entry(run_dpo)))

@@ -1,9 +1,9 @@
 """Trainer kinds (``algorithm.trainer``): ``rl | sft | dpo | rft``, each registered once with its
-schema, its checks and its entry point, so no part of the run dispatches on the kind's name.
+checks and its entry point, so no part of the run dispatches on the kind's name.
 
-A kind's module registers it at import (``rlexp.trainers`` imports them all); the config layer
-stores each ``schema`` as the option ``<kind>_schema`` of the group ``algorithm``, validation calls
-``validate`` after the checks every run shares, and ``rlexp.train`` calls ``run``.
+A kind's module registers it at import (``rlexp.trainers`` imports them all); its ``algorithm:``
+schema lives in the torch-free ``rlexp.config.algorithms`` (stored as ``schema/algorithm/<kind>``),
+validation calls ``validate`` after the checks every run shares, and ``rlexp.train`` calls ``run``.
 """
 
 from __future__ import annotations
@@ -16,24 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import MISSING, DictConfig
+from omegaconf import DictConfig
 
 from rlexp.data.tasks.base import Task
 from rlexp.runtime.registry import Registry
 
 _log = logging.getLogger(__name__)
-
-
-@dataclass
-class AlgorithmConfig:
-    """What every trainer kind's ``algorithm:`` section has; each kind extends it."""
-
-    name: str = MISSING
-    trainer: str = MISSING  # the kind: rl | sft | dpo | rft
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    micro_batch_size: int = 128  # samples (pairs) per forward/backward (gradient accumulation)
 
 
 @dataclass
@@ -52,7 +40,6 @@ class RunContext:
 
 @dataclass(frozen=True)
 class TrainerKind:
-    schema: type  # the dataclass of its algorithm: section (an AlgorithmConfig)
     validate: Callable[[DictConfig], None]  # raises ConfigError; after the shared checks
     run: Callable[[RunContext], dict[str, float]]  # trains; returns the final metrics
     data_parallel: bool = False  # may run under torchrun with several processes

@@ -109,7 +109,10 @@ def offline_loop(
     for step in range(cfg.steps + 1):
         row: dict[str, float] = {"train/step": step} | (first_row if step == 0 else {})
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            last_eval = heldout_eval(policy, tokenizer, task, cfg)
+            samples: list[dict] = []
+            last_eval = heldout_eval(policy, tokenizer, task, cfg, samples=samples)
+            step_key = {"train/step": step}
+            logger.table("eval/samples", samples, step_key, "eval_samples.jsonl", commit=False)
             row |= last_eval
             _log.info(eval_line(step, last_eval))
         if step < cfg.steps:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -17,7 +17,7 @@ from rlexp.data.prompts import PromptStream
 from rlexp.data.tasks.base import Problem, Task
 from rlexp.runtime.errors import check
 from rlexp.runtime.tracking import RunLogger
-from rlexp.trainers.kinds import TRAINERS, AlgorithmConfig, TrainerKind
+from rlexp.trainers.kinds import TRAINERS, TrainerKind
 from rlexp.trainers.offline import (
     SampleGroup,
     offline_entry,
@@ -100,22 +100,6 @@ def run_rft(
     return final | stats
 
 
-@dataclass
-class RFTConfig:
-    """Rejection-sampling fine-tuning (theory.md §5): SFT on the start model's own correct samples."""
-
-    k: int = 8  # completions sampled per training prompt
-    n_prompts: int = 1024  # training prompts sampled
-    batch_size: int = 64  # kept completions per optimizer step
-    warmup_steps: int = 0  # linear warm-up of algorithm.lr over the first steps
-
-
-@dataclass
-class RFTAlgorithmConfig(AlgorithmConfig):
-    trainer: str = "rft"
-    rft: RFTConfig = field(default_factory=RFTConfig)
-
-
 def validate_rft(cfg: DictConfig) -> None:
     r = cfg.algorithm.rft
     validate_offline(cfg)
@@ -124,6 +108,4 @@ def validate_rft(cfg: DictConfig) -> None:
     check(r.batch_size >= 1, f"algorithm.rft.batch_size={r.batch_size} must be >= 1")
 
 
-TRAINERS.register("rft")(
-    TrainerKind(schema=RFTAlgorithmConfig, validate=validate_rft, run=offline_entry(run_rft))
-)
+TRAINERS.register("rft")(TrainerKind(validate=validate_rft, run=offline_entry(run_rft)))

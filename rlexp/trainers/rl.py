@@ -221,7 +221,8 @@ class RLTrainer:
             self.lagged.restore(ckpt / "lag", self.policy)
             self.engine.load_weights(self.lagged.model)
         if is_main():
-            truncate_jsonl(self.run_dir / "metrics.jsonl", "train/step", self.step)
+            for log_file in ("metrics.jsonl", "eval_samples.jsonl"):
+                truncate_jsonl(self.run_dir / log_file, "train/step", self.step)
 
     # ---- one step --------------------------------------------------------------------------
     def sample_batch(self) -> tuple[RolloutBatch, dict[str, float]]:
@@ -394,7 +395,13 @@ class RLTrainer:
         if not is_main():  # data parallel: rank 0 evaluates (and logs); the others wait
             return {}
         # with the run's engine: never the sharded policy, whose forward is a collective
-        return heldout_eval(self.policy, self.tokenizer, self.task, self.cfg, engine=self.engine)
+        samples: list[dict] = []
+        out = heldout_eval(
+            self.policy, self.tokenizer, self.task, self.cfg, engine=self.engine, samples=samples
+        )
+        step = {"train/step": self.step}
+        self.logger.table("eval/samples", samples, step, "eval_samples.jsonl", commit=False)
+        return out
 
     # ---- the loop --------------------------------------------------------------------------
     def run(self) -> dict[str, float]:

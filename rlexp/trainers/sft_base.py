@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlexp.data.lengths import check_task_fits, context_length
 from rlexp.data.tasks.base import Task
+from rlexp.data.tasks.sources import dataset_digest
 from rlexp.evaluation.heldout import heldout_eval
 from rlexp.models.build import init_model
 from rlexp.runtime.checkpoint import atomic_dir, commit_dir, unreadable_weights
 from rlexp.runtime.errors import DataError
-from rlexp.trainers.kinds import TRAINERS, AlgorithmConfig, RunContext, TrainerKind
+from rlexp.runtime.hub import local_path
+from rlexp.trainers.kinds import TRAINERS, RunContext, TrainerKind
 from rlexp.trainers.sft import heldout_loss_floor, heldout_problems, train_sft
 
 _log = logging.getLogger(__name__)
@@ -34,7 +35,13 @@ _log = logging.getLogger(__name__)
 SFT_FORMAT_VERSION = 1  # bump when the SFT recipe's code changes what it produces
 # Task keys added after version 1, left out of the key at their "off" value so that the bases
 # cached before they existed stay valid.
-_TASK_KEYS_OFF = {"never_carry_from": 0}
+_TASK_KEYS_OFF = {
+    "never_carry_from": 0,
+    "dataset_name": None,
+    "dataset_config": None,
+    "dataset_train_split": "train",
+    "dataset_test_split": "test",
+}
 
 
 def sft_key(cfg: DictConfig) -> str:
@@ -61,11 +68,15 @@ def sft_key(cfg: DictConfig) -> str:
 
 
 def _data_digests(task_cfg: DictConfig) -> dict[str, str]:
-    """SHA-256 of each existing file named by a ``task.*_file`` key (``train_file``, ...)."""
+    """SHA-256 of each existing file named by a ``task.*_file`` key (``train_file``, ...), and
+    what identifies ``task.dataset_name``'s data (``sources.dataset_digest``)."""
     digests = {}
     for key, value in task_cfg.items():
         if str(key).endswith("_file") and value and Path(value).is_file():
             digests[str(key)] = hashlib.sha256(Path(value).read_bytes()).hexdigest()
+    name = task_cfg.get("dataset_name")
+    if name and (digest := dataset_digest(name)):
+        digests["dataset_name"] = digest
     return digests
 
 
@@ -159,15 +170,7 @@ def start_checkpoint(
     first if missing), else ``model.path`` (``model=hf``); ``None`` means a fresh tiny model."""
     if cfg.model.sft_first:
         return str(ensure_sft_base(cfg, task, device, dtype, logger, run_dir))
-    return cfg.model.path if cfg.model.name == "hf" else None
-
-
-@dataclass
-class SFTAlgorithmConfig(AlgorithmConfig):
-    """``algorithm=sft``: its recipe is the top-level ``sft:`` section (shared with the SFT base
-    that RL runs train on demand)."""
-
-    trainer: str = "sft"
+    return str(local_path(cfg.model.path, "model.path")) if cfg.model.name == "hf" else None
 
 
 def validate_sft(cfg: DictConfig) -> None:
@@ -193,4 +196,4 @@ def run_sft(ctx: RunContext) -> dict[str, float]:
     return final
 
 
-TRAINERS.register("sft")(TrainerKind(schema=SFTAlgorithmConfig, validate=validate_sft, run=run_sft))
+TRAINERS.register("sft")(TrainerKind(validate=validate_sft, run=run_sft))

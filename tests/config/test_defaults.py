@@ -74,11 +74,12 @@ def test_no_option_repeats_a_default_of_its_schema() -> None:
     checked, repeated = 0, []
     for path in sorted(CONF_DIR.glob("*/*.yaml")):
         raw = OmegaConf.to_container(OmegaConf.load(path))
-        schemas = [d for d in raw.get("defaults", []) if str(d).endswith("_schema")]
+        schemas = [d for d in raw.get("defaults", []) if str(d).startswith("/schema/")]
         if not schemas:
             continue
+        name = schemas[0].removesuffix("@_here_").rsplit("/", 1)[1]
         schema = flat_items(
-            OmegaConf.to_container(repo[path.parent.name][f"{schemas[0]}.yaml"].node)
+            OmegaConf.to_container(repo["schema"][path.parent.name][f"{name}.yaml"].node)
         )
         values = flat_items({k: v for k, v in raw.items() if k != "defaults"})
         repeated += [

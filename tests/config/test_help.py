@@ -1,16 +1,23 @@
 """``--help``: the groups' selectable options only (no typed schemas), a description, and
-rlexp-eval's own options (issue 16, item 3)."""
+rlexp-eval's own options; ``--help`` and tab completion never import torch (issue 16, item 3;
+their time is benchmarks/bench_cli.py's)."""
 
 from __future__ import annotations
 
+import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from rlexp.config.algorithms import ALGORITHM_SCHEMAS
 from rlexp.config.help import group_options, groups_help
 from rlexp.runtime.paths import CONF_DIR
+from rlexp.trainers import TRAINERS
+
+HEAVY = ("torch", "transformers", "rlexp.trainers", "rlexp.train", "pandas")
 
 
 def test_the_groups_are_the_yaml_files_and_the_sweeps() -> None:
@@ -44,3 +51,44 @@ def test_cfg_job_resolve_prints_the_composed_config() -> None:
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "name: ppo" in out.stdout and "output_dir: null" in out.stdout
+
+
+def test_every_trainer_kind_has_its_schema() -> None:
+    assert set(ALGORITHM_SCHEMAS) == set(TRAINERS.names())
+    for kind, schema in ALGORITHM_SCHEMAS.items():
+        assert schema.trainer == kind
+
+
+def _modules_after(entry: str, *argv: str, env: dict[str, str] | None = None) -> list[str]:
+    """The heavy modules loaded when ``rlexp.cli.<entry>`` has handled ``argv`` (it exits); the
+    command's own output must have come first."""
+    code = (
+        "import atexit, sys\n"
+        f"atexit.register(lambda: print('LOADED', [m for m in {HEAVY!r} if m in sys.modules]))\n"
+        f"sys.argv = ['rlexp', *{list(argv)!r}]\n"
+        f"from rlexp.cli import {entry}\n"
+        f"{entry}()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ | (env or {})
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    printed, loaded = out.stdout.rsplit("LOADED", 1)
+    assert printed.strip(), f"rlexp.cli.{entry} {argv} printed nothing"
+    return ast.literal_eval(loaded.strip())
+
+
+@pytest.mark.slow  # four CLI processes
+def test_help_and_completion_import_no_torch() -> None:
+    assert _modules_after("train", "--help") == []
+    assert _modules_after("evaluate", "--help") == []
+    assert _modules_after("study", "--help") == []
+    completion = {"COMP_LINE": "rlexp-train algorithm=", "COMP_POINT": "22"}
+    assert _modules_after("train", "-sc", "query=bash", env=completion) == []
+    out = subprocess.run(  # the completion lists the group's options
+        [sys.executable, "-c", "from rlexp.cli import train; train()", "-sc", "query=bash"],
+        capture_output=True,
+        text=True,
+        env=os.environ | completion,
+    )
+    assert "algorithm=grpo" in out.stdout.split() and "algorithm=rl_schema" not in out.stdout

@@ -205,7 +205,7 @@ def test_bad_settings_are_config_errors(params: dict, needle: str) -> None:
 
 def test_validate_reads_the_files_before_any_compute(tmp_path: Path) -> None:
     validate(compose_cfg(["output_dir=/tmp/unused", *_overrides("gsm8k", GSM8K)]))
-    with pytest.raises(ConfigError, match="task=math needs task.train_file=<path"):
+    with pytest.raises(ConfigError, match="task=math needs task.train_file=<file>"):
         validate(compose_cfg(["output_dir=/tmp/unused", "task=math"]))
     bad = tmp_path / "bad.jsonl"
     bad.write_text(GOOD + "\n{oops\n")

@@ -115,3 +115,69 @@ def test_eval_without_a_run_or_a_checkpoint_is_one_config_error(tmp_path: Path) 
         job_from_run(_job(), 40)
     with pytest.raises(ConfigError, match="holds no config.yaml"):
         job_from_run(_job(run_dir=str(tmp_path)), 40)
+
+
+def _saved_run(tmp_path: Path, task: dict, max_new_tokens: int = 17, **model) -> Path:
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step_000004" / "policy").mkdir(parents=True)
+    (run / "final").mkdir()
+    saved = {"task": task, "rollout": {"max_new_tokens": max_new_tokens}, "model": model}
+    OmegaConf.save(saved, run / "config.yaml")
+    (run / "run_info.json").write_text('{"status": "finished"}')
+    return run
+
+
+def test_a_checkpoint_of_a_run_is_evaluated_with_the_runs_settings(tmp_path: Path, caplog) -> None:
+    """Issue 16 item 7: the saved config is the truth; only the command line's keys override."""
+    task = {"name": "arithmetic", "n_terms": 4, "digits": 1}
+    run = _saved_run(tmp_path, task, chat_template="false")
+    ckpt = str(run / "checkpoints" / "step_000004" / "policy")
+    with caplog.at_level("INFO"):
+        job = job_from_run(_job(checkpoint=ckpt), 40, overrides=[f"checkpoint={ckpt}"])
+    assert job.task == task and job.max_new_tokens == 17 and job.chat_template == "false"
+    assert str(run / "config.yaml") in caplog.text and "overrides" not in caplog.text
+    # a key on the command line wins, and the log line names it
+    cli = _job(checkpoint=ckpt, max_new_tokens=9)
+    cli.task.digits = 2
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        job = job_from_run(cli, 40, overrides=["task.digits=2", "max_new_tokens=9"])
+    assert job.task == task | {"digits": 2} and job.max_new_tokens == 9
+    assert "the command line overrides max_new_tokens, task.digits" in caplog.text
+    # task=<option> replaces the whole task; run_dir= works the same way
+    other = _job(run_dir=str(run))
+    other.task = {"name": "gsm8k"}
+    assert job_from_run(other, 40, overrides=["task=gsm8k"]).task == {"name": "gsm8k"}
+    assert job_from_run(_job(run_dir=str(run)), 40).checkpoint == str(run / "final")
+
+
+def test_a_model_from_elsewhere_keeps_the_command_lines_task(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    job = job_from_run(_job(checkpoint=str(tmp_path / "model")), 40, overrides=[])
+    assert job.task == {"name": "arithmetic"} and job.max_new_tokens == 40
+    assert job.chat_template == "auto"
+
+
+def test_an_evaluation_and_a_study_are_wandb_runs_of_their_own_job_type(tmp_path: Path) -> None:
+    """Issue 16 item 9: job_type per stage; rl and sft are checked by the training tests."""
+    from rlexp.study import log_study
+    from tests.wandb_offline import read_offline_run
+
+    wandb_logger = {"name": "wandb", "project": "rlexp", "mode": "offline", "group": "g",
+                    "run_name": None, "tags": [], "log_model": False}  # fmt: skip
+    out = tmp_path / "eval"
+    run_eval(_cfg(_checkpoint(tmp_path), out, logger=wandb_logger, log_samples=2))
+    wb = read_offline_run(out)
+    assert wb["run"].job_type == "eval" and wb["run"].run_group == "g"
+    (table,) = [h["eval/samples"] for h in wb["history"] if "eval/samples" in h]
+    assert table["_type"] == "table-file" and table["nrows"] == 2 * 4  # 2 problems x 4 samples
+    study = tmp_path / "study"
+    (study / "hard").mkdir(parents=True)
+    pd.DataFrame({"model": ["SFT", "RL"], "pass@1": [0.4, 0.8]}).to_csv(
+        study / "hard" / "passk_majk.csv", index=False
+    )
+    (study / "report.md").write_text("# verdict: reproduced\n")
+    log_study(OmegaConf.create({"logger": wandb_logger, "x": 1}), study, ["hard"])
+    wb = read_offline_run(study)
+    assert wb["run"].job_type == "study"
+    assert any("study/hard/passk_majk" in h for h in wb["history"])

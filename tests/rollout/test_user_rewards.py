@@ -88,7 +88,7 @@ def test_a_user_reward_works_under_the_joblib_launcher(user_module: Path, tmp_pa
     conf = tmp_path / "user_conf" / "reward"
     conf.mkdir(parents=True)
     (conf / "mine.yaml").write_text(
-        "defaults:\n  - reward_schema\n  - _self_\n\nname: mine\n"
+        "defaults:\n  - /schema/reward/reward@_here_\n  - _self_\n\nname: mine\n"
         "components:\n  exact_match: 1.0\n  'my_rewards:brevity': 0.1\n"
         "params:\n  'my_rewards:brevity':\n    target: 12\n"
     )

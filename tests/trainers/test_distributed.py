@@ -17,6 +17,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from omegaconf import OmegaConf
 
+from rlexp.config.algorithms import CriticConfig, KLConfig
+from rlexp.config.algorithms import RLAlgorithmConfig as AlgorithmConfig
 from rlexp.config.validate import _validate_world as _validate_any_world
 from rlexp.data.prompts import left_pad
 from rlexp.data.tasks import build_task
@@ -43,8 +45,6 @@ from rlexp.runtime.errors import ConfigError
 from rlexp.runtime.tracking import NullLogger
 from rlexp.trainers import TRAINERS
 from rlexp.trainers.rl import RLTrainer
-from rlexp.trainers.rl_setup import CriticConfig, KLConfig
-from rlexp.trainers.rl_setup import RLAlgorithmConfig as AlgorithmConfig
 from rlexp.trainers.rl_setup import _validate_world as _validate_rl_world
 from rlexp.trainers.update import critic_update, policy_update
 from tests.conftest import TINY, compose_cfg, read_jsonl

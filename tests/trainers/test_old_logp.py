@@ -7,13 +7,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from rlexp.config.algorithms import RLAlgorithmConfig
 from rlexp.config.validate import validate
 from rlexp.data.tasks import build_task
 from rlexp.models.tiny import build_tiny_llama
 from rlexp.models.tokenizer import build_char_tokenizer
 from rlexp.rollout.collect import collect, logp_mismatch_stats, trainer_logp_needed
 from rlexp.runtime.errors import ConfigError
-from rlexp.trainers.rl_setup import RLAlgorithmConfig
 from rlexp.trainers.update import policy_update
 from tests.conftest import TINY, compose_cfg
 

@@ -9,6 +9,8 @@ import torch
 from omegaconf import OmegaConf
 
 from rlexp.algos.losses import AGG_MODES, POLICY_LOSSES
+from rlexp.config.algorithms import CriticConfig, KLConfig
+from rlexp.config.algorithms import RLAlgorithmConfig as AlgorithmConfig
 from rlexp.data.prompts import left_pad
 from rlexp.data.tasks import build_task
 from rlexp.evaluation.heldout import evaluate
@@ -18,8 +20,6 @@ from rlexp.models.tokenizer import build_char_tokenizer
 from rlexp.models.value import ValueModel
 from rlexp.rollout.batch import RolloutBatch, last_token_rewards
 from rlexp.rollout.collect import compute_advantages
-from rlexp.trainers.rl_setup import CriticConfig, KLConfig
-from rlexp.trainers.rl_setup import RLAlgorithmConfig as AlgorithmConfig
 from rlexp.trainers.update import critic_update, policy_update
 
 B, T = 8, 6

@@ -1,25 +1,30 @@
-"""Math problems from local JSONL files: GSM8K (``task=gsm8k``) and MATH (``task=math``).
+"""Math problems from data sets: GSM8K (``task=gsm8k``) and MATH (``task=math``).
 
-A file holds one JSON object per line (blank lines are skipped, other fields ignored): the
-question under ``question_key`` and the worked solution under ``answer_key``. The worked
-solution is the SFT target as is; its final answer (``rlexp.data.tasks.answers``) is the gold answer
-the verifier compares a completion's final answer with. The prompt is ``prompt_template`` with
-``{question}`` replaced. ``n_train`` / ``n_test`` keep the first problems of a file.
+The rows come from local files (``task.train_file``, ``task.test_file``: JSONL, Parquet, Arrow,
+JSON, CSV) or from ``task.dataset_name`` (a ``save_to_disk`` folder, a Hub id in the local HF
+cache, an in-memory dataset of the Python API) and its splits; ``rlexp.data.tasks.sources``
+reads them. A row holds the question under ``question_key`` and the worked solution under
+``answer_key`` (its other columns travel with the problem as ``Problem.extra``). The worked
+solution is the SFT target as is; its final answer (``rlexp.data.tasks.answers``) is the gold
+answer the verifier compares a completion's final answer with. The prompt is
+``prompt_template`` with ``{question}`` replaced. ``n_train`` / ``n_test`` keep the first
+problems of a split.
 
-Every problem is checked when the task is built, before any model is loaded: a bad line raises
-one ``DataError`` naming the file and the line.
+Every problem is checked when the task is built, before any model is loaded: a bad row raises
+one ``DataError`` naming the file and line (or the data set and row).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from rlexp.data.tasks.answers import ANSWER_FORMATS, AnswerFormat
 from rlexp.data.tasks.base import CHAR_ALPHABETS, TASKS, TEXT_ALPHABET, Problem, Task
 from rlexp.data.tasks.equivalence import VERIFIERS, math_equal
-from rlexp.runtime.errors import ConfigError, DataError, json_object
+from rlexp.data.tasks.sources import Row, dataset_split_rows, file_rows
+from rlexp.runtime.errors import ConfigError, DataError
 
 GSM8K_TEMPLATE = "Question: {question}\nAnswer:\n"
 MATH_TEMPLATE = "Problem: {question}\nSolution:\n"
@@ -59,10 +64,11 @@ class JsonlTask(Task):
         return answer == gold or (self.verifier == "math_verify" and math_equal(gold, answer))
 
 
-def parse_line(line: str, fields: Fields, where: str) -> tuple[str, str, str, dict[str, Any]]:
-    """(prompt, solution, gold answer, the row's other columns) of one JSONL line; DataError
-    prefixed by ``where``."""
-    row = json_object(line, where)
+def parse_row(
+    row: dict[str, Any], fields: Fields, where: str
+) -> tuple[str, str, str, dict[str, Any]]:
+    """(prompt, solution, gold answer, the row's other columns) of one row; DataError prefixed
+    by ``where``."""
     values = []
     for key, name in ((fields.question_key, "question_key"), (fields.answer_key, "answer_key")):
         if key not in row:
@@ -86,49 +92,59 @@ def parse_line(line: str, fields: Fields, where: str) -> tuple[str, str, str, di
 
 
 def load_split(
-    path: str | Path, config_key: str, fields: Fields, limit: int | None, id_prefix: str
+    rows: Iterator[Row], source: str, fields: Fields, limit: int | None, id_prefix: str
 ) -> list[Problem]:
-    """The first ``limit`` problems (all when ``None``) of a JSONL file, every one checked."""
-    path = Path(path)
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise DataError(f"{config_key}={path}: the file {what}")
+    """The first ``limit`` problems (all when ``None``) of ``rows``, every one checked;
+    ``source`` names the rows' origin (``task.train_file=...``) for an empty one."""
     problems: list[Problem] = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if limit is not None and len(problems) >= limit:
-                break
-            where = f"{path} line {lineno}"
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DataError(f"{where}: not valid UTF-8") from None
-            if not line.strip():
-                continue
-            prompt, solution, answer, extra = parse_line(line, fields, where)
-            problems.append(
-                Problem(
-                    f"{id_prefix}/{len(problems)}", prompt, solution, answer, where, extra=extra
-                )
-            )
+    for where, row in rows:
+        if limit is not None and len(problems) >= limit:
+            break
+        prompt, solution, answer, extra = parse_row(row, fields, where)
+        problems.append(
+            Problem(f"{id_prefix}/{len(problems)}", prompt, solution, answer, where, extra=extra)
+        )
     if not problems:
-        raise DataError(f"{config_key}={path}: the file holds no problems (empty)")
+        raise DataError(
+            f"{source}: the {'file' if '_file=' in source else 'split'} holds no problems (empty)"
+        )
     return problems
+
+
+def split_rows(split: str, files: dict[str, str | None], dataset: dict[str, Any]) -> Iterator[Row]:
+    """The rows of ``split`` (train | test): ``task.<split>_file``, else the split
+    ``task.dataset_<split>_split`` of ``task.dataset_name``."""
+    if files[split] is not None:
+        return file_rows(files[split], f"task.{split}_file")
+    return dataset_split_rows(dataset["name"], dataset["config"], dataset[f"{split}_split"])
 
 
 def make_jsonl_task(
     name: str,
-    train_file: str,
-    test_file: str,
     question_key: str,
     answer_key: str,
     prompt_template: str,
     answer_format: str,
+    train_file: str | None = None,
+    test_file: str | None = None,
+    dataset_name: str | None = None,
+    dataset_config: str | None = None,
+    dataset_train_split: str = "train",
+    dataset_test_split: str = "test",
     n_train: int | None = None,
     n_test: int | None = None,
     verifier: str = "exact",
 ) -> JsonlTask:
-    """A task of two JSONL files (train and test splits) checked line by line."""
+    """A task of a train and a test split, from two files or the splits of a data set (the
+    names of TRL's script arguments), every row checked."""
+    if (train_file is None) != (test_file is None) or (train_file is None) == (
+        dataset_name is None
+    ):
+        raise ConfigError(
+            f"task={name} reads its problems from task.train_file and task.test_file, or from "
+            f"task.dataset_name (with task.dataset_train_split / dataset_test_split); got "
+            f"train_file={train_file}, test_file={test_file}, dataset_name={dataset_name}"
+        )
     if verifier not in VERIFIERS:
         raise ConfigError(f"task.verifier={verifier} is unknown; choose: {list(VERIFIERS)}")
     if answer_format not in ANSWER_FORMATS:
@@ -142,9 +158,21 @@ def make_jsonl_task(
             raise ConfigError(f"task.{key}={n} must be >= 1 (or null for the whole file)")
     fmt = ANSWER_FORMATS[answer_format]
     fields = Fields(question_key, answer_key, prompt_template, fmt)
+    files = {"train": train_file, "test": test_file}
+    limits = {"train": n_train, "test": n_test}
+    dataset = dict(
+        name=dataset_name,
+        config=dataset_config,
+        train_split=dataset_train_split,
+        test_split=dataset_test_split,
+    )
     params = dict(
-        train_file=str(train_file),
-        test_file=str(test_file),
+        train_file=train_file,
+        test_file=test_file,
+        dataset_name=dataset_name,
+        dataset_config=dataset_config,
+        dataset_train_split=dataset_train_split,
+        dataset_test_split=dataset_test_split,
         question_key=question_key,
         answer_key=answer_key,
         prompt_template=prompt_template,
@@ -153,15 +181,31 @@ def make_jsonl_task(
         n_test=n_test,
         verifier=verifier,
     )
+    splits = {
+        split: load_split(
+            split_rows(split, files, dataset),
+            _source(split, files, dataset),
+            fields,
+            limits[split],
+            f"{name}/{split}",
+        )
+        for split in ("train", "test")
+    }
     return JsonlTask(
         name=name,
-        train=load_split(train_file, "task.train_file", fields, n_train, f"{name}/train"),
-        test=load_split(test_file, "task.test_file", fields, n_test, f"{name}/test"),
+        train=splits["train"],
+        test=splits["test"],
         params=params,
         marker=fmt.marker,
         answer_format=fmt,
         verifier=verifier,
     )
+
+
+def _source(split: str, files: dict[str, str | None], dataset: dict[str, Any]) -> str:
+    if files[split] is not None:
+        return f"task.{split}_file={files[split]}"
+    return f"task.dataset_name={dataset['name']} split {dataset[f'{split}_split']!r}"
 
 
 # The data sets' own field names, prompt and answer format; any of them can be overridden.
@@ -186,8 +230,8 @@ DATASET_DEFAULTS: dict[str, dict[str, str]] = {
 
 
 def _dataset_factory(name: str):
-    def factory(train_file: str, test_file: str, **settings) -> JsonlTask:
-        return make_jsonl_task(name, train_file, test_file, **(DATASET_DEFAULTS[name] | settings))
+    def factory(**settings) -> JsonlTask:
+        return make_jsonl_task(name, **(DATASET_DEFAULTS[name] | settings))
 
     factory.__doc__ = (
         f"task={name}: make_jsonl_task with {name}'s defaults ({DATASET_DEFAULTS[name]})."
