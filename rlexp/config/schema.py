@@ -190,6 +190,9 @@ class RolloutConfig:
     # sample step t with the policy of step max(0, t - lag): a controlled off-policy lag, exactly
     # the data of an asynchronous trainer k updates behind (docs/theory.md §11); 0 = on-policy
     lag: int = 0
+    # sync | async: with rollout.lag=1 and the vLLM engine, sample step t + 1 on a worker thread
+    # while step t updates (one-step-off async RL: the same data, overlapped; theory.md §11)
+    mode: str = "sync"
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
 

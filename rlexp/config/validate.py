@@ -16,6 +16,7 @@ from rlexp.config.schema import HFModelConfig, TinyModelConfig
 from rlexp.data.tasks import TASKS, build_task
 from rlexp.models.load import resolve_device
 from rlexp.rollout.engine import ENGINES
+from rlexp.rollout.prefetch import MODES
 from rlexp.rollout.rewards import REWARDS
 from rlexp.runtime.distributed import env_world_size
 from rlexp.runtime.errors import check, check_unit_interval
@@ -57,6 +58,7 @@ def validate(cfg: DictConfig) -> None:
     check(0 < cfg.rollout.top_p <= 1, f"rollout.top_p={cfg.rollout.top_p} must lie in (0, 1]")
     check(cfg.rollout.max_new_tokens >= 1, "rollout.max_new_tokens must be >= 1")
     _validate_lag(cfg)
+    _validate_rollout_mode(cfg)
     _validate_data(cfg)
     check(cfg.eval.n_samples >= 1, f"eval.n_samples={cfg.eval.n_samples} must be >= 1")
     check(cfg.eval.temperature > 0, f"eval.temperature={cfg.eval.temperature} must be > 0")
@@ -95,6 +97,35 @@ def _validate_lag(cfg: DictConfig) -> None:
         cfg.distributed.strategy != "fsdp",
         f"rollout.lag={lag} keeps whole copies of the lagged weights; distributed.strategy=fsdp "
         "shards them (not supported yet: use ddp, or rollout.lag=0)",
+    )
+
+
+def _validate_rollout_mode(cfg: DictConfig) -> None:
+    """``rollout.mode=async``: the next step's generation overlaps this step's update, which
+    needs an engine in its own process and the one-step-off data of ``rollout.lag=1``."""
+    r = cfg.rollout
+    mode = r.get("mode", "sync")
+    check(mode in MODES, f"rollout.mode={mode}: use one of {', '.join(MODES)}")
+    if mode == "sync":
+        return
+    check(
+        r.engine == "vllm",
+        f"rollout.mode=async overlaps generation with the update; rollout.engine={r.engine} "
+        "samples with the policy being updated (use rollout.engine=vllm)",
+    )
+    check(
+        r.get("lag", 0) == 1,
+        f"rollout.mode=async samples step t+1 with the weights of step t: the data of "
+        f"rollout.lag=1, not rollout.lag={r.get('lag', 0)} (set rollout.lag=1)",
+    )
+    check(
+        not cfg.algorithm.get("dynamic_sampling", False),
+        "rollout.mode=async draws the next step's prompts before this step's groups are "
+        "filtered; algorithm.dynamic_sampling refills a step from its own results (drop one)",
+    )
+    check(
+        env_world_size() == 1,
+        f"rollout.mode=async runs in one process; torchrun started {env_world_size()}",
     )
 
 

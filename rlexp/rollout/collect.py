@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -76,6 +77,36 @@ def score_samples(
     return batch, components
 
 
+@dataclass
+class Generated:
+    """A batch's prompts and what the engine sampled for them, before scoring; ``seconds`` the
+    generation's own time."""
+
+    prompt_ids: Tensor
+    prompt_mask: Tensor
+    samples: Any  # rollout.sampler.Samples
+    seconds: float
+
+
+def generate(
+    engine: RolloutEngine, tokenizer, problems: Sequence[Problem], rollout_cfg, generator, device
+) -> Generated:
+    """One completion per entry of ``problems`` from ``engine`` (``rollout.*`` settings)."""
+    t0 = time.perf_counter()
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, [p.prompt for p in problems], device)
+    out = engine.generate(
+        prompt_ids,
+        prompt_mask,
+        generator,
+        max_new_tokens=rollout_cfg.max_new_tokens,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        temperature=rollout_cfg.temperature,
+        top_p=rollout_cfg.top_p,
+    )
+    return Generated(prompt_ids, prompt_mask, out, time.perf_counter() - t0)
+
+
 def collect(
     policy,
     tokenizer,
@@ -94,6 +125,7 @@ def collect(
     recompute_old_logp: bool = False,
     engine: RolloutEngine | None = None,
     old_logp_model=None,
+    generated: Generated | None = None,
 ) -> tuple[RolloutBatch, dict[str, float]]:
     """Sample one completion per entry of ``problems`` (each prompt repeated group_size times),
     score it, and compute reference log-probs and values; returns the batch and rollout stats.
@@ -101,25 +133,17 @@ def collect(
     of ``gen_chunk`` rows, halved on out-of-memory errors). With
     ``recompute_old_logp`` the behaviour log-probs are the training forward's (teacher-forced by
     the policy, or by ``old_logp_model``: the lagged behaviour policy of ``rollout.lag``), and the
-    sampler's are kept as ``batch.sampler_logp`` (``algorithm.old_logp``)."""
+    sampler's are kept as ``batch.sampler_logp`` (``algorithm.old_logp``). ``generated``: the
+    completions sampled already (``rollout.mode=async``), scored here."""
     device = next(policy.parameters()).device
     gen_chunk = gen_chunk if gen_chunk is not None else GenerationChunk()
     retries_before = gen_chunk.retries
-    t0 = time.perf_counter()
-    prompt_ids, prompt_mask = encode_prompts(tokenizer, [p.prompt for p in problems], device)
     policy.eval()
-    engine = engine if engine is not None else NativeEngine(policy, gen_chunk)
-    out = engine.generate(
-        prompt_ids,
-        prompt_mask,
-        generator,
-        max_new_tokens=rollout_cfg.max_new_tokens,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-        temperature=rollout_cfg.temperature,
-        top_p=rollout_cfg.top_p,
-    )
-    t_gen = time.perf_counter() - t0
+    if generated is None:
+        engine = engine if engine is not None else NativeEngine(policy, gen_chunk)
+        generated = generate(engine, tokenizer, problems, rollout_cfg, generator, device)
+    prompt_ids, prompt_mask, out = generated.prompt_ids, generated.prompt_mask, generated.samples
+    t_gen = generated.seconds
     batch, components = score_samples(
         tokenizer,
         task,

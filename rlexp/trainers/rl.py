@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 
 import torch
 from omegaconf import OmegaConf
+from torch import nn
 from tqdm.auto import tqdm
 
 from rlexp.algos.kl import kl_estimate
@@ -27,6 +29,7 @@ from rlexp.rollout.collect import (
     apply_rollout_is,
     collect,
     compute_advantages,
+    generate,
     rollout_stats,
     trainer_logp_needed,
 )
@@ -38,6 +41,7 @@ from rlexp.rollout.filters import (
     without_zero_variance_groups,
 )
 from rlexp.rollout.lag import LaggedPolicy
+from rlexp.rollout.prefetch import Prefetcher
 from rlexp.runtime.checkpoint import (
     WithTokenizer,
     atomic_dir,
@@ -139,8 +143,23 @@ class RLTrainer:
         self.old_logp_model = (
             self.lagged.model if self.lagged and self.algo.rollout_is == "none" else policy
         )
+        # rollout.mode = async: step t + 1 is sampled (by the engine, with the weights of step t)
+        # while step t updates; the data of rollout.lag = 1 (rlexp.rollout.prefetch)
+        self.prefetcher = Prefetcher() if cfg.rollout.get("mode", "sync") == "async" else None
         if self.lagged is not None:
-            self.engine.load_weights(self.lagged.model)
+            self.engine.load_weights(self._sampler_weights())
+
+    def _sampler_weights(self) -> nn.Module:
+        """What the engine samples the next rollouts with: the policy itself (on-policy, and the
+        async mode, whose sampler runs during the update), else the lagged behaviour policy."""
+        if self.lagged is None or self.prefetcher is not None:
+            return self.policy
+        return self.lagged.model
+
+    def close(self) -> None:
+        if self.prefetcher is not None:
+            self.prefetcher.close()
+        self.engine.close()
 
     # ---- state -----------------------------------------------------------------------------
     def save(self) -> Path | None:
@@ -183,6 +202,8 @@ class RLTrainer:
             modules["critic"] = critic
         if self.lagged is not None:  # rollout.lag: the weights of the k steps before this one
             modules["lag"] = self.lagged
+        if self.prefetcher is not None:  # rollout.mode=async: the next step's samples
+            state["prefetched"] = self.prefetcher.state_dict()
         if into is None:  # unsharded: rank 0's optimizers are whole, in trainer_state.pt
             state |= {name: opt.state_dict() for name, (_, opt) in optimizers.items()}
         return save_checkpoint(self.run_dir, self.step, modules, state, into=into)
@@ -219,7 +240,9 @@ class RLTrainer:
             self.rollout_gen.manual_seed(rank_seed(self.cfg.seed) + self.step)
         if self.lagged is not None:
             self.lagged.restore(ckpt / "lag", self.policy)
-            self.engine.load_weights(self.lagged.model)
+            self.engine.load_weights(self._sampler_weights())
+        if self.prefetcher is not None:
+            self.prefetcher.load_state_dict(state.get("prefetched", {}), self.device)
         if is_main():
             for log_file in ("metrics.jsonl", "eval_samples.jsonl"):
                 truncate_jsonl(self.run_dir / log_file, "train/step", self.step)
@@ -242,16 +265,14 @@ class RLTrainer:
             needs = all_gather_objects(need)  # every rank's missing groups, in rank order
             if sum(needs) == 0:
                 break
-            first, drawn = sum(needs[: rank()]), self.stream.next(sum(needs))
-            problems = [
-                self.task.train[i]
-                for i in drawn[first : first + need]
-                for _ in range(algo.group_size)
-            ]
-            group_ids = (self.next_group_id + first) + torch.arange(need).repeat_interleave(
-                algo.group_size
-            )
-            self.next_group_id += sum(needs)
+            ready = self.prefetcher.take() if self.prefetcher is not None else None
+            if ready is not None:  # rollout.mode=async: drawn and sampled during the last update
+                first, drawn, group_ids = 0, ready.drawn, ready.group_ids
+                generated = ready.generated
+            else:
+                first, drawn, group_ids = self._draw(needs)
+                generated = None
+            problems = self._grouped(drawn[first : first + need])
             if need == 0:
                 continue
             part, part_stats = collect(
@@ -271,6 +292,7 @@ class RLTrainer:
                 recompute_old_logp=self.recompute_old_logp,
                 engine=self.engine,
                 old_logp_model=self.old_logp_model,
+                generated=generated,
             )
             if drop_above is not None:  # before any filter: every group drawn counts
                 mine = drawn[first : first + need]
@@ -307,12 +329,46 @@ class RLTrainer:
             stats["data/dropped_prompts"] = float(len(self.stream.dropped))
         return concat_batches(parts, self.tokenizer.pad_token_id), dict(stats)
 
+    def _draw(self, needs: list[int]) -> tuple[int, list[int], torch.Tensor]:
+        """The prompts of one sampling round from the stream every rank advances alike: (this
+        rank's offset into ``drawn``, drawn, this rank's group ids)."""
+        first, drawn = sum(needs[: rank()]), self.stream.next(sum(needs))
+        need = needs[rank()]
+        group_ids = (self.next_group_id + first) + torch.arange(need).repeat_interleave(
+            self.algo.group_size
+        )
+        self.next_group_id += sum(needs)
+        return first, drawn, group_ids
+
+    def _grouped(self, drawn: list[int]) -> list:
+        return [self.task.train[i] for i in drawn for _ in range(self.algo.group_size)]
+
+    def _prefetch_next(self) -> None:
+        """rollout.mode=async: draw the next step's prompts and start sampling them with the
+        engine's weights (this step's policy) on the worker thread; none after the last step."""
+        if self.step + 1 >= self.cfg.steps:
+            return
+        _, drawn, group_ids = self._draw([self.algo.prompts_per_step])
+        problems, cfg = self._grouped(drawn), self.cfg.rollout
+        job = partial(
+            generate, self.engine, self.tokenizer, problems, cfg, self.rollout_gen, self.device
+        )
+        self.prefetcher.start(drawn, group_ids, job)
+
     def train_step(self) -> dict[str, float]:
         algo, t0 = self.algo, time.perf_counter()
         lag = {"rollout/lag": float(self.lagged.behind)} if self.lagged is not None else {}
+        unprefetched = self.prefetcher is not None and not self.prefetcher.ready
+        if unprefetched and self.lagged.behind > 0:  # resumed from a run's last checkpoint:
+            self.engine.load_weights(self.lagged.model)  # sample as the async run would have
         batch, stats = self.sample_batch()
         stats |= lag
-        self.engine.release()  # vLLM on a GPU sleeps through the update
+        if unprefetched and self.lagged.behind > 0:
+            self.engine.load_weights(self.policy)  # the next step's sampler: this step's policy
+        if self.prefetcher is not None:  # the next rollouts are sampled during this update
+            self._prefetch_next()
+        else:
+            self.engine.release()  # vLLM on a GPU sleeps through the update
         self.samples_seen += int(stats["train/sampled_completions"])
         self.tokens_seen += stats["train/generated_tokens"]
         if all_reduce_scalar(len(batch)) == 0:  # dynamic sampling found no group with signal
@@ -354,6 +410,8 @@ class RLTrainer:
             stats |= critic_update(self.critic, self.critic_optimizer, batch, algo, self.update_gen)
         stats |= self._check_parameter_norms()
         stats["time/update"] = time.perf_counter() - t1
+        if self.prefetcher is not None:  # the engine must be idle before its weights change
+            stats["time/generation_wait"] = self.prefetcher.wait()
         t2 = time.perf_counter()
         self._sync_sampler()  # vLLM: the new weights, in memory
         stats["time/weight_sync"] = time.perf_counter() - t2
@@ -363,11 +421,9 @@ class RLTrainer:
     def _sync_sampler(self) -> None:
         """The sampler's weights for the next step: the policy's, or with ``rollout.lag`` those
         of k updates before (``LaggedPolicy.advance``)."""
-        if self.lagged is None:
-            self.engine.load_weights(self.policy)
-            return
-        self.lagged.advance(self.policy)
-        self.engine.load_weights(self.lagged.model)
+        if self.lagged is not None:
+            self.lagged.advance(self.policy)
+        self.engine.load_weights(self._sampler_weights())
 
     def _parameter_norms(self) -> dict[str, float]:
         """``train/param_norm`` of the policy (and ``critic/param_norm``): ‖θ‖₂ of all weights."""
@@ -394,11 +450,25 @@ class RLTrainer:
     def evaluate(self) -> dict[str, float]:
         if not is_main():  # data parallel: rank 0 evaluates (and logs); the others wait
             return {}
-        # with the run's engine: never the sharded policy, whose forward is a collective
+        # with the run's engine: never the sharded policy, whose forward is a collective; with
+        # rollout.lag the engine holds the stale behaviour policy, so it gets the policy's own
+        # weights for the evaluation and the behaviour policy's back after it
+        stale = self._sampler_weights() is not self.policy
+        if stale:
+            self.engine.load_weights(self.policy)
         samples: list[dict] = []
-        out = heldout_eval(
-            self.policy, self.tokenizer, self.task, self.cfg, engine=self.engine, samples=samples
-        )
+        try:
+            out = heldout_eval(
+                self.policy,
+                self.tokenizer,
+                self.task,
+                self.cfg,
+                engine=self.engine,
+                samples=samples,
+            )
+        finally:
+            if stale:
+                self.engine.load_weights(self._sampler_weights())
         step = {"train/step": self.step}
         self.logger.table("eval/samples", samples, step, "eval_samples.jsonl", commit=False)
         return out

@@ -303,7 +303,7 @@ def run_rl(ctx: RunContext) -> dict[str, float]:
     try:
         final = trainer.run()
     finally:
-        trainer.engine.close()
+        trainer.close()
     if is_main():
         print_base_to_final(run_dir, final)
     return final

@@ -120,6 +120,22 @@ def test_lag_with_rollout_is_takes_the_ratio_around_the_current_policy(
     assert rows[3]["rollout/is_weight_mean"] != pytest.approx(1.0, abs=1e-5)  # 2 updates stale
 
 
+def test_the_heldout_evaluation_of_a_lagged_run_is_of_the_current_policy(
+    tmp_path: Path, shared_cache: Path, monkeypatch
+) -> None:
+    """The engine samples rollouts with the stale behaviour policy, but an evaluation reports
+    on the policy being trained (it used to evaluate the weights of k steps before)."""
+    real_eval, evaluated = rlexp.trainers.rl.heldout_eval, []
+
+    def heldout_eval(policy, *args, engine, **kw):
+        evaluated.append(fingerprint(engine.policy) == fingerprint(policy))
+        return real_eval(policy, *args, engine=engine, **kw)
+
+    monkeypatch.setattr(rlexp.trainers.rl, "heldout_eval", heldout_eval)
+    _run(tmp_path / "run", shared_cache, *GRPO, "steps=4", "eval_every=2", "rollout.lag=2")
+    assert evaluated == [True, True, True]  # steps 0, 2 and 4
+
+
 def test_a_lagged_run_resumes_exactly(tmp_path: Path, shared_cache: Path) -> None:
     """4 steps, then resume to 7, equals 7 steps straight: the checkpoint keeps the lag's
     weights, so the resumed steps sample with the same stale policy."""
@@ -139,6 +155,13 @@ def test_a_lagged_run_resumes_exactly(tmp_path: Path, shared_cache: Path) -> Non
         (["algorithm=dpo", "rollout.lag=2"], "algorithm.trainer=dpo samples no rollouts"),
         (["algorithm=sft", "rollout.lag=1"], "algorithm.trainer=sft samples no rollouts"),
         (["distributed.strategy=fsdp", "rollout.lag=1"], "distributed.strategy=fsdp"),
+        (["rollout.mode=overlap"], "rollout.mode=overlap: use one of sync, async"),
+        (["rollout.mode=async", "rollout.lag=1"], "rollout.engine=native samples with the policy"),
+        (["rollout.mode=async", "rollout.engine=vllm"], "the data of rollout.lag=1, not rollout"),
+        (
+            ["rollout.mode=async", "rollout.engine=vllm", "rollout.lag=1", "algorithm=dapo"],
+            "algorithm.dynamic_sampling refills",
+        ),
     ],
 )
 def test_impossible_lags_are_config_errors(overrides: list[str], needle: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,33 @@ def test_hf_checkpoint_trains_with_vllm(tmp_path: Path, cache_dir: Path, algorit
     assert all(r["rollout/logp_abs_diff"] < 1e-5 for r in train)
     info = json.loads((tmp_path / algorithm / "run_info.json").read_text())
     assert info["status"] == "finished"
+
+
+def _numbers(rows: list[dict]) -> list[dict]:
+    """A run's logged numbers without the timings (which are all the async mode changes)."""
+    skip = ("time/", "train/tokens_per_s")
+    return [{k: v for k, v in r.items() if not k.startswith(skip)} for r in rows]
+
+
+def test_async_mode_logs_the_numbers_of_lag_1_and_resumes_exactly(
+    tmp_path: Path, cache_dir: Path
+) -> None:
+    """rollout.mode=async (issue 17 item 2): step t+1 sampled by the engine during update t is
+    rollout.lag=1's data, so every logged number matches the synchronous run's; a run resumed
+    from a checkpoint between steps (the prefetched samples saved) or from its last checkpoint
+    (none prefetched) continues the same numbers."""
+    common = [*GRPO, "rollout.engine=vllm", "rollout.lag=1", "eval_every=2", "seed=0"]
+    sync = _numbers(_run(tmp_path / "sync", cache_dir, *common, "steps=4"))
+    mode = "rollout.mode=async"
+    rows = _run(tmp_path / "async", cache_dir, *common, "steps=4", mode)
+    assert _numbers(rows) == sync
+    waits = [r["time/generation_wait"] for r in rows if "time/generation_wait" in r]
+    assert len(waits) == 4 and all(w >= 0 for w in waits)
+    part = tmp_path / "part"
+    _run(part, cache_dir, *common, "steps=3", "save_every=2", mode)
+    between = tmp_path / "between"  # the step-2 checkpoint holds step 2's prefetched samples
+    shutil.copytree(part, between)
+    shutil.rmtree(between / "checkpoints" / "step_000003")
+    for out in (part, between):
+        resumed = _run(out, cache_dir, *common, "steps=4", "save_every=2", mode, "resume=true")
+        assert _numbers(resumed) == sync, out.name
