@@ -246,15 +246,26 @@ def crossover_k(ks: Sequence[int], diff: Sequence[float]) -> float | None:
 
 
 def crossover(
-    ks: Sequence[int], point: np.ndarray, boots: np.ndarray, alpha: float = 0.05
+    ks: Sequence[int],
+    point: np.ndarray,
+    boots: np.ndarray,
+    alpha: float = 0.05,
+    saturated_from: int | None = None,
 ) -> dict[str, Any]:
     """``crossover_k`` of the point differences and its percentile CI over the bootstrap
     replicates that cross; ``share`` is the fraction of replicates with a crossing (the CI
-    means little when it is small)."""
+    means little when it is small). ``saturated_from``: the index of the first K from which
+    both models' Pass@K are within ``SATURATED`` of 1; curves that meet there meet at the
+    ceiling, which is no crossing, so only the Ks before it are searched."""
+    n = len(ks) if saturated_from is None else saturated_from
+    ks, point, boots = list(ks)[:n], np.asarray(point)[:n], np.asarray(boots)[:, :n]
+    if n < 2:
+        return {"k_star": None, "share": 0.0, "saturated_from": saturated_from}
     k_star = crossover_k(ks, point)
     reps = [crossover_k(ks, b) for b in boots]
     crossing = np.array([r for r in reps if r is not None])
     out: dict[str, Any] = {"k_star": k_star, "share": len(crossing) / max(len(reps), 1)}
+    out["saturated_from"] = saturated_from
     if len(crossing):
         low, high = np.quantile(crossing, [alpha / 2, 1 - alpha / 2])
         out |= {"low": float(low), "high": float(high)}
@@ -325,9 +336,22 @@ def study_numbers(
         "verdict": label,
         "verdict_numbers": used,
         "solved": solved_sets(per_problem, base, treated, ks[-1]),
-        "crossover": crossover(ks, points["pass"], boots["pass"]),
+        "crossover": crossover(
+            ks, points["pass"], boots["pass"], saturated_from=_saturated_from(summary, ks)
+        ),
     }
     return numbers, diffs
+
+
+def _saturated_from(summary: pd.DataFrame, ks: Sequence[int]) -> int | None:
+    """The index of the first K from which every model's Pass@K is within ``SATURATED`` of 1
+    (None when they never all are, up to the largest K)."""
+    low = summary.groupby("K")["pass@K"].min().reindex(list(ks)).to_numpy()
+    at_ceiling = low >= 1 - SATURATED
+    if not at_ceiling[-1]:
+        return None
+    first = len(ks) - int(np.argmin(at_ceiling[::-1])) if not at_ceiling.all() else 0
+    return first
 
 
 def _window_slope(steps: np.ndarray, loss: np.ndarray) -> dict[str, float]:
@@ -425,7 +449,14 @@ def result_lines(c: dict[str, Any]) -> list[str]:
             f"{s['treated_only']}, both {s['both']}, neither {s['neither']}."
         )
         x = c["crossover"]
-        if x["k_star"] is None:
+        at = x.get("saturated_from")
+        if x["k_star"] is None and at is not None:
+            cross_text = (
+                f"- No crossover K*: from K = {c['ks'][at]} on both Pass@K are within "
+                f"{SATURATED} of 1, and curves that meet at the ceiling do not cross; before it "
+                "ΔPass@K does not turn from > 0 to ≤ 0"
+            )
+        elif x["k_star"] is None:
             cross_text = (
                 f"- No crossover K* within K ≤ {kx} (ΔPass@K does not turn from > 0 to ≤ 0)"
             )

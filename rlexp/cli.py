@@ -20,16 +20,17 @@ register_configs()
 HELP_FLAGS = ("--help", "-h")
 
 
-def _with_help(config_name: str) -> Callable:
-    """``--help`` (with any overrides) answered from ``app_help``, every other command line by
-    the Hydra app below."""
+def _with_help(config_name: str, *extra: str) -> Callable:
+    """``--help`` (with any overrides, and ``extra`` ones: the help text to use) answered from
+    ``app_help``, every other command line by the Hydra app below."""
 
     def wrap(app: Callable) -> Callable:
         def entry(*args, **kwargs):
             argv = sys.argv[1:]
             if any(a in HELP_FLAGS for a in argv) and not args:
                 try:
-                    print(app_help(config_name, [a for a in argv if a not in HELP_FLAGS]))
+                    overrides = [a for a in argv if a not in HELP_FLAGS]
+                    print(app_help(config_name, [*extra, *overrides]))
                 except Exception as err:  # a bad override: Hydra's one-line message
                     print(f"{Path(sys.argv[0]).name}: {err}", file=sys.stderr)
                     sys.exit(2)
@@ -58,7 +59,7 @@ def evaluate(cfg: DictConfig) -> None:
     evaluate_job(cfg)
 
 
-@_with_help("config")
+@_with_help("config", "hydra/help=rlexp_study")
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def study(cfg: DictConfig) -> None:
     from rlexp.study import run_study

@@ -40,8 +40,13 @@ TINY = [
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """``-m vllm`` tests need the vllm extra (``make install-vllm``); without it they skip."""
+    """``-m vllm`` tests need the vllm extra (``make install-vllm``); without it they skip.
+    With it they run last: an engine started in the test process pins torch's thread count
+    (vLLM's CPU backend binds threads), which tests of the thread settings would then see."""
     if importlib.util.find_spec("vllm") is not None:
+        items[:] = [i for i in items if "vllm" not in i.keywords] + [
+            i for i in items if "vllm" in i.keywords
+        ]
         return
     skip = pytest.mark.skip(reason="vllm is not installed (make install-vllm)")
     for item in items:

@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.data.tasks import Task, build_task
+from rlexp.data.tasks.sources import dataset_digest
 from rlexp.evaluation.heldout import generate_scored
 from rlexp.models.load import load_policy, resolve_device, resolve_dtype
 from rlexp.runtime.errors import ConfigError, check
@@ -89,6 +90,8 @@ def fingerprint(cfg: DictConfig) -> dict[str, Any]:
         out[f"task.{key}"] = value
         if key.endswith("_file") and value and Path(value).is_file():
             out[f"task.{key}:contents"] = _file_stamp(Path(value))
+    if task.get("dataset_name"):  # the data set's files (or in-memory fingerprint) too
+        out["task.dataset_name:contents"] = dataset_digest(task["dataset_name"])
     return json.loads(json.dumps(out))  # as it reads back (tuples as lists, ...)
 
 

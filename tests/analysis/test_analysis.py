@@ -435,6 +435,26 @@ def test_crossover_ci_from_replicates() -> None:
     assert x["low"] == pytest.approx(2**2.5) and x["high"] == pytest.approx(2**2.5)
 
 
+def test_curves_meeting_at_the_ceiling_do_not_cross() -> None:
+    """Both models at Pass@K = 1 from K = 8 on: ΔPass@K falls to 0 there, which is saturation,
+    not the crossover the study asks about (it used to report K* = 8)."""
+    from analysis.study import _saturated_from, crossover
+
+    ks = [1, 2, 4, 8, 16]
+    rows = [("SFT", [0.6, 0.84, 0.97, 1.0, 1.0]), ("RL", [0.97, 1.0, 1.0, 1.0, 1.0])]
+    summary = pd.DataFrame(
+        [{"model": m, "K": k, "pass@K": v} for m, vs in rows for k, v in zip(ks, vs, strict=True)]
+    )
+    assert _saturated_from(summary, ks) == 3
+    point = np.array([0.37, 0.16, 0.03, 0.0, 0.0])
+    boots = np.array([point] * 20)
+    assert crossover(ks, point, boots)["k_star"] == pytest.approx(8.0)  # without the rule
+    x = crossover(ks, point, boots, saturated_from=3)
+    assert x["k_star"] is None and x["share"] == 0.0 and x["saturated_from"] == 3
+    below = summary.assign(**{"pass@K": summary["pass@K"] * 0.9})
+    assert _saturated_from(below, ks) is None
+
+
 def test_sharpening_diagnostics_hand_worked() -> None:
     from analysis.study import sharpening
 

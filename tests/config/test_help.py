@@ -38,6 +38,9 @@ def test_help_of_both_commands() -> None:
     assert train.stdout.startswith("rlexp-train: one run")
     assert "_schema" not in train.stdout.split("== Config ==")[0]
     assert "cispo" in train.stdout and "lambda_ablation_quick" in train.stdout
+    study = subprocess.run([bin_dir / "rlexp-study", "--help"], capture_output=True, text=True)
+    assert study.stdout.startswith("rlexp-study: the Maj@K / Pass@K study"), study.stderr[-2000:]
+    assert "study:" in study.stdout.split("== Config (")[1]  # the composed config, study keys
     ev = subprocess.run([bin_dir / "rlexp-eval", "--help"], capture_output=True, text=True)
     assert ev.returncode == 0, ev.stderr[-2000:]
     groups = ev.stdout.split("== Config groups")[1].split("== Config (")[0]

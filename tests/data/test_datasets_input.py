@@ -147,3 +147,21 @@ def test_the_python_api_passes_a_dataset_by_name(tmp_path, monkeypatch) -> None:
     first_key = seen["key"]
     rlexp.api.run(cfg, datasets={"mine": _dataset_dict(extra=False)})
     assert seen["key"] != first_key
+
+
+def test_an_evaluation_of_a_rewritten_dataset_is_another_job(tmp_path: Path) -> None:
+    """rlexp-eval's fingerprint covers task.dataset_name's files, as it covers task.*_file's."""
+    from omegaconf import OmegaConf
+
+    from rlexp.evaluation.samples import fingerprint
+
+    _dataset_dict().save_to_disk(tmp_path / "data")
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    task = {"name": "gsm8k", "dataset_name": str(tmp_path / "data")}
+    job = OmegaConf.create({"checkpoint": str(tmp_path / "model"), "task": task})
+    before = fingerprint(job)["task.dataset_name:contents"]
+    DatasetDict({s: Dataset.from_list(_rows(s)[:2]) for s in SPLITS}).save_to_disk(
+        tmp_path / "data"
+    )
+    assert fingerprint(job)["task.dataset_name:contents"] != before
