@@ -170,17 +170,9 @@ def log_study(cfg: DictConfig, study_dir: Path, tiers: list[str]) -> None:
     tables, the report's text in the summary."""
     if cfg.logger.name == "none":
         return
-    logger = RunLogger(
-        study_dir,
-        backend=cfg.logger.name,
-        project=cfg.logger.project,
-        mode=cfg.logger.mode,
-        name=cfg.logger.run_name or f"study:{study_dir.name}",
-        group=cfg.logger.group,
-        tags=list(cfg.logger.tags),
-        config=OmegaConf.to_container(cfg, resolve=True),
-        job_type="study",
-    )
+    config = OmegaConf.to_container(cfg, resolve=True)
+    name = cfg.logger.run_name or f"study:{study_dir.name}"
+    logger = RunLogger.from_config(study_dir, cfg.logger, "study", config, name=name)
     for tier in tiers:
         for name in ("passk_majk", "paired_differences"):
             path = study_dir / tier / f"{name}.csv"

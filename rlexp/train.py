@@ -33,7 +33,7 @@ from rlexp.runtime.distributed import broadcast_object, init_distributed, is_mai
 from rlexp.runtime.errors import ConfigError, DataError, check
 from rlexp.runtime.io import atomic_write_json, read_run_record
 from rlexp.runtime.lock import OthersRunDir, RunDirHoldsRun, run_dir_lock
-from rlexp.runtime.multirun import apply_threads, is_multirun, record_failure
+from rlexp.runtime.multirun import apply_threads, is_multirun, override_key, record_failure
 from rlexp.runtime.paths import CONF_DIR
 from rlexp.runtime.signals import Terminated, stop_signals_raise
 from rlexp.runtime.tracking import NullLogger, RunLogger, truncate_jsonl
@@ -56,12 +56,8 @@ def _hydra_names(cfg: DictConfig) -> tuple[str | None, str | None, list[str]]:
         # members apart (a sweep file's grid is hydra.sweeper.params)
         swept = set((hc.sweeper.get("params") or {}).keys()) if "sweeper" in hc else set()
         excluded = set(hc.job.config.override_dirname.exclude_keys)
-
-        def key(override: str) -> str:
-            return override.split("=", 1)[0].lstrip("+~")
-
-        first = [o for o in overrides if key(o) in swept]
-        rest = [o for o in overrides if o not in first and key(o) not in excluded]
+        first = [o for o in overrides if override_key(o) in swept]
+        rest = [o for o in overrides if o not in first and override_key(o) not in excluded]
         name = cfg.logger.run_name or ",".join(first + rest) or "default"
         name = f"{hc.job.num}:{name}"
     name = name if len(name) <= 128 else name[:125] + "..."
@@ -161,17 +157,14 @@ def _train(cfg: DictConfig, run_dir: Path) -> float:
     logger = (
         NullLogger()
         if not is_main()
-        else RunLogger(
+        else RunLogger.from_config(
             run_dir,
-            backend=cfg.logger.name,
-            project=cfg.logger.project,
-            mode=cfg.logger.mode,
+            cfg.logger,
+            job_type=cfg.algorithm.trainer,  # rl | sft | dpo | rft: W&B groups runs by stage
+            config=OmegaConf.to_container(cfg, resolve=True),
             name=name,
             group=group,
-            tags=list(cfg.logger.tags),
-            config=OmegaConf.to_container(cfg, resolve=True),
             run_id=previous.get("wandb_id") or None,
-            job_type=cfg.algorithm.trainer,  # rl | sft | dpo | rft: W&B groups runs by stage
         )
     )
     info["wandb_id"] = logger.run_id

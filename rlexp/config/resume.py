@@ -16,6 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp.runtime.errors import ConfigError, check
+from rlexp.runtime.multirun import override_key
 
 # Keys (and sections) a resume may change: where and how it runs, how long, how it logs.
 RESUME_MAY_CHANGE = ("resume", "steps", "threads", "device", "logger", "output_dir", "cache_dir")
@@ -81,7 +82,7 @@ def _mutable(key: str) -> bool:
 def _set_by(key: str, overrides: Sequence[str]) -> bool:
     """Did a command-line override (``a.b=1``, ``+a.b=1``, ``group=option``) set ``key``?"""
     for o in overrides:
-        name = o.split("=", 1)[0].lstrip("+~").split("@")[0]
+        name = override_key(o)
         if key == name or key.startswith(name + "."):
             return True
     return False

@@ -28,6 +28,7 @@ from rlexp.models.load import load_policy, resolve_device, resolve_dtype
 from rlexp.runtime.errors import ConfigError, check
 from rlexp.runtime.hub import local_path
 from rlexp.runtime.io import atomic_write_json
+from rlexp.runtime.multirun import override_key
 from rlexp.runtime.tracking import RunLogger
 
 _log = logging.getLogger(__name__)
@@ -234,7 +235,7 @@ def job_from_run(
 
 def _given_keys(overrides: list[str]) -> set[str]:
     """The config keys Hydra overrides name (``task=gsm8k`` -> task, ``+task.x=1`` -> task.x)."""
-    return {o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o}
+    return {override_key(o) for o in overrides if "=" in o}
 
 
 def run_eval(cfg: DictConfig) -> dict:
@@ -282,17 +283,9 @@ def _log_to_wandb(cfg: DictConfig, summary: dict, df: pd.DataFrame, out_dir: Pat
     logger_cfg = cfg.get("logger")
     if logger_cfg is None or logger_cfg.name == "none":
         return
-    logger = RunLogger(
-        out_dir,
-        backend=logger_cfg.name,
-        project=logger_cfg.project,
-        mode=logger_cfg.mode,
-        name=logger_cfg.run_name or f"eval:{cfg.label}",
-        group=logger_cfg.group,
-        tags=list(logger_cfg.tags),
-        config=OmegaConf.to_container(cfg, resolve=True),
-        job_type="eval",
-    )
+    config = OmegaConf.to_container(cfg, resolve=True)
+    name = logger_cfg.run_name or f"eval:{cfg.label}"
+    logger = RunLogger.from_config(out_dir, logger_cfg, "eval", config, name=name)
     first = df["problem_id"].drop_duplicates().head(cfg.get("log_samples", 4))
     shown = df[df["problem_id"].isin(first)]
     columns = ["problem_id", "sample_idx", "completion", "answer", "gold", "correct"]

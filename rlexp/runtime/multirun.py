@@ -30,6 +30,12 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 ACCURACY = "eval/sampled_accuracy"
 
 
+def override_key(override: str) -> str:
+    """The config key a Hydra override names: ``+a.b=1`` -> ``a.b``, ``task=gsm8k`` -> ``task``,
+    ``~x`` -> ``x``, ``hydra/launcher@p=joblib`` -> ``hydra/launcher``."""
+    return override.split("=", 1)[0].lstrip("+~").split("@")[0]
+
+
 def is_multirun() -> bool:
     """True inside a job launched by ``rlexp-train -m`` (any launcher)."""
     if not HydraConfig.initialized():

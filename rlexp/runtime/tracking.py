@@ -69,6 +69,32 @@ class RunLogger:
         elif backend != "none":
             raise ValueError(f"unknown logger {backend!r}; choose wandb or none")
 
+    @classmethod
+    def from_config(
+        cls,
+        run_dir: str | Path,
+        logger_cfg,
+        job_type: str,
+        config: dict[str, Any],
+        name: str | None = None,
+        group: str | None = None,
+        run_id: str | None = None,
+    ) -> RunLogger:
+        """A logger from a ``logger:`` section (``logger_cfg``); ``name`` and ``group`` default
+        to its ``run_name`` and ``group``."""
+        return cls(
+            run_dir,
+            backend=logger_cfg.name,
+            project=logger_cfg.project,
+            mode=logger_cfg.mode,
+            name=name or logger_cfg.run_name,
+            group=group or logger_cfg.group,
+            tags=list(logger_cfg.tags),
+            config=config,
+            run_id=run_id,
+            job_type=job_type,
+        )
+
     @property
     def run_id(self) -> str | None:
         return self.wandb_run.id if self.wandb_run is not None else None

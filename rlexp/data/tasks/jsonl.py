@@ -95,7 +95,7 @@ def load_split(
     rows: Iterator[Row], source: str, fields: Fields, limit: int | None, id_prefix: str
 ) -> list[Problem]:
     """The first ``limit`` problems (all when ``None``) of ``rows``, every one checked;
-    ``source`` names the rows' origin (``task.train_file=...``) for an empty one."""
+    ``source`` names the rows' origin (``task.train_file=...: the file``) for an empty one."""
     problems: list[Problem] = []
     for where, row in rows:
         if limit is not None and len(problems) >= limit:
@@ -105,9 +105,7 @@ def load_split(
             Problem(f"{id_prefix}/{len(problems)}", prompt, solution, answer, where, extra=extra)
         )
     if not problems:
-        raise DataError(
-            f"{source}: the {'file' if '_file=' in source else 'split'} holds no problems (empty)"
-        )
+        raise DataError(f"{source} holds no problems (empty)")
     return problems
 
 
@@ -204,8 +202,8 @@ def make_jsonl_task(
 
 def _source(split: str, files: dict[str, str | None], dataset: dict[str, Any]) -> str:
     if files[split] is not None:
-        return f"task.{split}_file={files[split]}"
-    return f"task.dataset_name={dataset['name']} split {dataset[f'{split}_split']!r}"
+        return f"task.{split}_file={files[split]}: the file"
+    return f"task.dataset_name={dataset['name']}: the split {dataset[f'{split}_split']!r}"
 
 
 # The data sets' own field names, prompt and answer format; any of them can be overridden.
